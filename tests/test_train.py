@@ -1,0 +1,147 @@
+"""End-to-end training through Hydra, in-process, on the tiny model; one run on the real MiniLM."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import open_dict
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from textclf.model import TextClassifier
+from textclf.pretrained import resolve_pretrained
+from textclf.train import resolve_precision, train
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ["rotten_tomatoes", "imdb", "sms_spam", "trec6", "newsgroups20"]
+
+
+class ModeProbe(L.Callback):
+    """Records whether every submodule is in train mode at each training step, and the loss curve."""
+
+    def __init__(self) -> None:
+        self.all_training: list[bool] = []
+        self.losses: list[float] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self.all_training.append(all(m.training for m in module.modules()))
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))
+
+
+def train_with_probe(cfg) -> ModeProbe:
+    with open_dict(cfg):
+        cfg.callbacks["probe"] = {"_target_": "test_train.ModeProbe"}
+    _, objects = train(cfg)
+    return next(c for c in objects["trainer"].callbacks if isinstance(c, ModeProbe))
+
+
+def fit_toy(make_cfg, toy_csv: Path, *overrides: str):
+    cfg = make_cfg("data=files", f"data.train_file={toy_csv}", "model.lr=3e-3", "trainer.max_epochs=4",
+                   "data.batch_size=16", "trainer.precision=32-true", *overrides)
+    return cfg, *train(cfg)
+
+
+def test_training_learns_and_writes_checkpoints_metrics_and_events(make_cfg, toy_csv: Path) -> None:
+    cfg, metrics, objects = fit_toy(make_cfg, toy_csv, "callbacks.early_stopping=null")
+    run = Path(cfg.paths.output_dir)
+    assert metrics["test/acc"] >= 0.9, metrics  # the sentiment keyword decides the label
+    assert metrics["val/acc_best"] >= metrics["val/acc"] - 1e-6
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["test/f1"] == pytest.approx(metrics["test/f1"])
+    assert Path(saved["best_model_path"]).is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    for key in ("test/precision", "test/recall", "val/loss", "val/f1"):
+        assert key in saved
+
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "val/acc", "val/f1", "lr/decay", "lr/no_decay"} <= tags
+    learning_rates = [event.value for event in events.Scalars("lr/decay")]
+    peak = max(learning_rates)  # warm-up, then linear decay towards zero
+    assert learning_rates[0] < peak <= 3e-3 and learning_rates[-1] < 0.2 * peak
+
+
+def test_the_encoder_fine_tunes_in_train_mode(make_cfg, toy_csv: Path) -> None:
+    cfg = make_cfg("data=files", f"data.train_file={toy_csv}", "debug=limit", "trainer.precision=32-true")
+    probe = train_with_probe(cfg)
+    assert probe.all_training and all(probe.all_training)
+
+
+def test_checkpoint_alone_rebuilds_the_model_and_names_its_labels(make_cfg, toy_csv: Path, tmp_path: Path) -> None:
+    cfg, metrics, objects = fit_toy(make_cfg, toy_csv, "trainer.max_epochs=1")
+    model: TextClassifier = objects["model"].eval()
+    restored = TextClassifier.load_from_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt",
+                                                   weights_only=True, map_location="cpu").eval()
+    batch = next(iter(objects["datamodule"].test_dataloader()))
+    with torch.no_grad():
+        torch.testing.assert_close(restored(batch["input_ids"], batch["attention_mask"]),
+                                   model(batch["input_ids"], batch["attention_mask"]))
+    assert restored.id2label == {0: "negative", 1: "positive"}
+
+
+def test_no_weight_decay_on_biases_and_layer_norms(make_cfg, toy_csv: Path) -> None:
+    _, _, objects = fit_toy(make_cfg, toy_csv, "debug=fdr")
+    model = objects["model"]
+    groups = objects["trainer"].optimizers[0].param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay = [names[id(p)] for g in groups if g["weight_decay"] == 0.0 for p in g["params"]]
+    decay = [names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]]
+    assert no_decay and all(n.endswith("bias") or "LayerNorm" in n for n in no_decay)
+    assert decay and not any(n.endswith("bias") or "LayerNorm" in n for n in decay)
+
+
+@pytest.mark.parametrize("preset", ["fdr", "limit", "overfit"])
+def test_debug_presets_run(make_cfg, toy_csv: Path, preset: str) -> None:
+    cfg = make_cfg("data=files", f"data.train_file={toy_csv}", f"debug={preset}", "trainer.precision=32-true",
+                   *(["trainer.max_epochs=2"] if preset == "overfit" else []))
+    assert cfg.task_name == "debug"
+    metrics, _ = train(cfg)
+    assert "val/acc" in metrics
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_each_dataset_has_a_data_config_and_an_experiment(dataset: str) -> None:
+    with initialize_config_module("textclf.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={dataset}"])
+    assert cfg.data.source == dataset
+
+
+def test_precision_auto_picks_bf16_only_where_the_hardware_has_it() -> None:
+    assert resolve_precision("32-true") == "32-true"
+    expected = "bf16-mixed" if torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported() else "32-true"
+    assert torch.cuda.is_available() or resolve_precision("auto") == expected
+
+
+def test_bad_data_file_gives_a_one_line_error_from_the_command(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "textclf.train", "data=files", f"data.train_file={tmp_path / 'nope.csv'}",
+         f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"textclf: error: {tmp_path / 'nope.csv'}: file not found"
+
+
+def test_configs_ship_inside_the_wheel(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+                    str(ROOT)], check=True, capture_output=True)
+    names = zipfile.ZipFile(next(tmp_path.glob("textclf-*.whl"))).namelist()
+    assert "textclf/conf/train.yaml" in names and "textclf/conf/data/rotten_tomatoes.yaml" in names
+
+
+def test_packaged_minilm_fine_tunes_and_its_loss_falls(make_cfg) -> None:
+    """The real all-MiniLM-L6-v2 from its PyPI package, a few dozen steps on rotten_tomatoes."""
+    cfg = make_cfg("data.max_train_examples=480", "data.batch_size=16", "trainer.max_epochs=2", "model.lr=1e-4",
+                   "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "callbacks.early_stopping=null",
+                   model_dir=None)
+    assert Path(resolve_pretrained(cfg.model.pretrained)).is_dir()
+    probe = train_with_probe(cfg)
+    assert len(probe.losses) == 60
+    first, last = sum(probe.losses[:10]) / 10, sum(probe.losses[-10:]) / 10
+    assert last < first - 0.1, (first, last)

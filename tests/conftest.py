@@ -51,24 +51,49 @@ def toy_csv(tmp_path: Path) -> Path:
     return path
 
 
+def compose_cfg(run_dir: Path, model_dir: Path | str | None, *overrides: str, config: str = "train") -> DictConfig:
+    """Compose a textclf config as its command would, quiet, writing into `run_dir`."""
+    GlobalHydra.instance().clear()
+    defaults = [f"hydra.run.dir={run_dir}", f"paths.cache_dir={run_dir.parent / 'cache'}"]
+    if config == "train":
+        defaults += ["callbacks.progress_bar=null", "callbacks.model_summary=null",
+                     "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
+    if model_dir is not None:
+        defaults.append(f"model.pretrained={model_dir}")
+    with initialize_config_module("textclf.conf", version_base="1.3"):
+        cfg = compose(config, overrides=[*defaults, *overrides], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):  # as in a real run: resolved run dir, no `hydra` node
+        cfg.paths.output_dir = str(run_dir)
+        del cfg["hydra"]
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+def toy_training(csv: Path) -> tuple[str, ...]:
+    """Overrides that make the tiny model learn the toy reviews in a few seconds."""
+    return ("data=files", f"data.train_file={csv}", "model.lr=3e-3", "trainer.max_epochs=4", "data.batch_size=16",
+            "trainer.precision=32-true")
+
+
 @pytest.fixture
 def make_cfg(tiny_model_dir: Path, tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose `train.yaml` as `textclf-train` would, pointed at the tiny model and a temp run dir."""
 
     def make(*overrides: str, model_dir: Path | str | None = tiny_model_dir) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_module("textclf.conf", version_base="1.3"):
-            defaults = [f"hydra.run.dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}",
-                        "callbacks.progress_bar=null", "callbacks.model_summary=null",
-                        "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
-            if model_dir is not None:
-                defaults.append(f"model.pretrained={model_dir}")
-            cfg = compose("train", overrides=[*defaults, *overrides], return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):  # as in a real run: resolved run dir, no `hydra` node
-            cfg.paths.output_dir = str(tmp_path / "run")
-            del cfg["hydra"]
-        return cfg
+        return compose_cfg(tmp_path / "run", model_dir, *overrides)
 
-    yield make
-    GlobalHydra.instance().clear()
+    return make
+
+
+@pytest.fixture(scope="session")
+def trained_toy(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[DictConfig, dict, dict]:
+    """One tiny model trained on the toy reviews, shared by the evaluation, prediction and export tests."""
+    from textclf.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    csv = root / "reviews.csv"
+    toy_reviews(600).to_csv(csv, index=False)
+    cfg = compose_cfg(root / "run", tiny_model_dir, *toy_training(csv), "callbacks.early_stopping=null")
+    metrics, objects = train(cfg)
+    return cfg, metrics, objects

@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import toy_training
 from textclf.model import TextClassifier
 from textclf.pretrained import resolve_pretrained
 from textclf.train import resolve_precision, train
@@ -45,13 +46,12 @@ def train_with_probe(cfg) -> ModeProbe:
 
 
 def fit_toy(make_cfg, toy_csv: Path, *overrides: str):
-    cfg = make_cfg("data=files", f"data.train_file={toy_csv}", "model.lr=3e-3", "trainer.max_epochs=4",
-                   "data.batch_size=16", "trainer.precision=32-true", *overrides)
+    cfg = make_cfg(*toy_training(toy_csv), *overrides)
     return cfg, *train(cfg)
 
 
-def test_training_learns_and_writes_checkpoints_metrics_and_events(make_cfg, toy_csv: Path) -> None:
-    cfg, metrics, objects = fit_toy(make_cfg, toy_csv, "callbacks.early_stopping=null")
+def test_training_learns_and_writes_checkpoints_metrics_and_events(trained_toy) -> None:
+    cfg, metrics, _ = trained_toy
     run = Path(cfg.paths.output_dir)
     assert metrics["test/acc"] >= 0.9, metrics  # the sentiment keyword decides the label
     assert metrics["val/acc_best"] >= metrics["val/acc"] - 1e-6
@@ -75,16 +75,17 @@ def test_the_encoder_fine_tunes_in_train_mode(make_cfg, toy_csv: Path) -> None:
     assert probe.all_training and all(probe.all_training)
 
 
-def test_checkpoint_alone_rebuilds_the_model_and_names_its_labels(make_cfg, toy_csv: Path, tmp_path: Path) -> None:
-    cfg, metrics, objects = fit_toy(make_cfg, toy_csv, "trainer.max_epochs=1")
-    model: TextClassifier = objects["model"].eval()
-    restored = TextClassifier.load_from_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt",
-                                                   weights_only=True, map_location="cpu").eval()
+def test_checkpoint_alone_rebuilds_the_model_and_names_its_labels(trained_toy) -> None:
+    cfg, _, objects = trained_toy
+    model: TextClassifier = objects["model"].eval()  # tested, so holding the best checkpoint's weights
+    restored = TextClassifier.from_checkpoint(objects["trainer"].checkpoint_callback.best_model_path)
     batch = next(iter(objects["datamodule"].test_dataloader()))
     with torch.no_grad():
         torch.testing.assert_close(restored(batch["input_ids"], batch["attention_mask"]),
                                    model(batch["input_ids"], batch["attention_mask"]))
     assert restored.id2label == {0: "negative", 1: "positive"}
+    assert restored.tokenizer("good film")["input_ids"] == objects["datamodule"].tokenizer("good film")["input_ids"]
+    assert restored.data_hparams["max_length"] == cfg.data.max_length
 
 
 def test_no_weight_decay_on_biases_and_layer_norms(make_cfg, toy_csv: Path) -> None:

@@ -34,7 +34,8 @@ TOKENIZE_CHUNK = 10_000
 
 
 class TokenizedSplit(Dataset):
-    """Token ids of one split as a flat int32 array plus offsets (memory-mapped when cached)."""
+    """Token ids of one split as a flat int32 array plus offsets (memory-mapped when cached), and labels:
+    class indices, or multi-hot rows for multi-label data."""
 
     def __init__(self, input_ids: np.ndarray, offsets: np.ndarray, labels: np.ndarray) -> None:
         self.input_ids, self.offsets, self.labels = input_ids, offsets, labels
@@ -43,8 +44,8 @@ class TokenizedSplit(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int, int]:
-        return self.input_ids[self.offsets[index] : self.offsets[index + 1]], int(self.labels[index]), index
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
+        return self.input_ids[self.offsets[index] : self.offsets[index + 1]], self.labels[index], index
 
 
 class PadCollator:
@@ -53,7 +54,7 @@ class PadCollator:
     def __init__(self, pad_token_id: int) -> None:
         self.pad_token_id = pad_token_id
 
-    def __call__(self, examples: list[tuple[np.ndarray, int, int]]) -> dict[str, torch.Tensor]:
+    def __call__(self, examples: list[tuple[np.ndarray, np.ndarray, int]]) -> dict[str, torch.Tensor]:
         longest = max(len(ids) for ids, _, _ in examples)
         input_ids = np.full((len(examples), longest), self.pad_token_id, dtype=np.int64)
         attention_mask = np.zeros((len(examples), longest), dtype=np.int64)
@@ -63,7 +64,7 @@ class PadCollator:
         return {
             "input_ids": torch.from_numpy(input_ids),
             "attention_mask": torch.from_numpy(attention_mask),
-            "labels": torch.tensor([label for _, label, _ in examples]),
+            "labels": torch.from_numpy(np.stack([label for _, label, _ in examples])),
             "index": torch.tensor([index for _, _, index in examples]),
         }
 
@@ -129,20 +130,39 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     """Changes whenever the tokenizer would produce other ids. The backend's truncation and padding
-    state is left out: calling the tokenizer changes it."""
+    state is left out: calling the tokenizer changes it (the truncation mode is part of the cache key)."""
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     spec.pop("truncation", None), spec.pop("padding", None)
-    spec["truncation_side"] = tokenizer.truncation_side
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
+TRUNCATIONS = ("head", "tail", "head_tail")
+
+
+def encode(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int, truncation: str = "head") -> list[list[int]]:
+    """Token ids with special tokens, at most `max_length` of them. Long texts keep their beginning
+    (`head`), their end (`tail`), or both: a quarter head and three quarters tail (`head_tail`, the best
+    of Sun et al. 2019's recipes for long documents)."""
+    if truncation != "head_tail":
+        tokenizer.truncation_side = "left" if truncation == "tail" else "right"
+        return tokenizer(texts, truncation=True, max_length=max_length,
+                         return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    full = tokenizer(texts, truncation=False, verbose=False, return_attention_mask=False,
+                     return_token_type_ids=False)["input_ids"]
+    suffix = tokenizer.num_special_tokens_to_add() - 1  # [CLS] in front, the rest ([SEP]) behind
+    head = (max_length - suffix - 1) // 4
+    tail = max_length - suffix - 1 - head
+    return [ids if len(ids) <= max_length else ids[: 1 + head] + ids[len(ids) - suffix - tail :] for ids in full]
+
+
 def tokenize_cached(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int,
-                    cache_dir: str | Path | None, description: str = "tokenizing") -> tuple[np.ndarray, np.ndarray]:
-    """Token ids (flat) and offsets for `texts`, from the disk cache when the same texts, tokenizer and
-    `max_length` were tokenized before. The cache entry is written to a temporary folder and renamed, so
-    a killed run never leaves half an entry."""
+                    cache_dir: str | Path | None, truncation: str = "head",
+                    description: str = "tokenizing") -> tuple[np.ndarray, np.ndarray]:
+    """Token ids (flat) and offsets for `texts`, from the disk cache when the same texts, tokenizer,
+    `max_length` and truncation were tokenized before. The cache entry is written to a temporary folder
+    and renamed, so a killed run never leaves half an entry."""
     key = hashlib.sha256(
-        json.dumps([CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length]).encode()
+        json.dumps([CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length, truncation]).encode()
         + b"\0".join(text.encode("utf-8", "surrogatepass") for text in texts)
     ).hexdigest()[:32]
     entry = Path(cache_dir) / key if cache_dir else None
@@ -153,8 +173,7 @@ def tokenize_cached(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_le
     with Progress(transient=True, disable=len(texts) < 4 * TOKENIZE_CHUNK) as progress:
         task = progress.add_task(description, total=len(texts))
         for start in range(0, len(texts), TOKENIZE_CHUNK):
-            encoded = tokenizer(texts[start : start + TOKENIZE_CHUNK], truncation=True, max_length=max_length,
-                                return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            encoded = encode(texts[start : start + TOKENIZE_CHUNK], tokenizer, max_length, truncation)
             lengths += [len(ids) for ids in encoded]
             pieces += [np.asarray(ids, dtype=np.int32) for ids in encoded]
             progress.advance(task, len(encoded))
@@ -172,12 +191,20 @@ def tokenize_cached(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_le
     return input_ids, offsets
 
 
-def sorted_labels(values: pd.Series) -> list[str]:
+def sorted_labels(names: set[str]) -> list[str]:
     """Label names in a stable order: numerically when every label is an integer, else alphabetically."""
-    names = {str(value) for value in values}
     if all(name.lstrip("-").isdigit() for name in names):
         return sorted(names, key=int)
     return sorted(names)
+
+
+def row_labels(value: Any, delimiter: str | None) -> tuple[str, ...]:
+    """The labels of one row of multi-label data: a list, or a string cut at `delimiter`."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(str(item) for item in value)
+    if delimiter is None:
+        return (str(value),)
+    return tuple(part.strip() for part in str(value).split(delimiter) if part.strip())
 
 
 def clean_split(frame: pd.DataFrame, split: str, empty_texts: str) -> pd.DataFrame:
@@ -190,9 +217,10 @@ def clean_split(frame: pd.DataFrame, split: str, empty_texts: str) -> pd.DataFra
                             f"({int(empty.sum())} such rows; set data.empty_texts=drop to drop them)")
         print(f"[textclf] {split}: dropped {int(empty.sum())} of {len(frame)} rows with an empty text")
         frame = frame.loc[~empty]
-    if "label" in frame and frame["label"].isna().any():
-        row = int(np.flatnonzero(frame["label"].isna().to_numpy())[0]) + 1
-        raise DataError(f"{split}: row {row} has no label")
+    if "label" in frame:
+        missing = frame["label"].map(lambda value: value is None or (isinstance(value, float) and np.isnan(value)))
+        if missing.any():
+            raise DataError(f"{split}: row {int(np.flatnonzero(missing.to_numpy())[0]) + 1} has no label")
     return frame.assign(text=frame["text"].astype(str)).reset_index(drop=True)
 
 
@@ -204,7 +232,11 @@ def split_off(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataF
 
 
 class TextClassificationDataModule(L.LightningDataModule):
-    """Reads, splits, tokenizes (once, cached) and batches a text classification dataset."""
+    """Reads, splits, tokenizes (once, cached) and batches a text classification dataset.
+
+    With `labels` given (a checkpoint's label names) the data is checked against them instead of defining
+    them, and a `files` source needs no training file: that is how a checkpoint is evaluated.
+    """
 
     def __init__(
         self,
@@ -213,6 +245,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         batch_size: int = 32,
         eval_batch_size: int = 128,
         max_length: int = 128,
+        truncation: str = "head",
         max_train_examples: int | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
@@ -220,6 +253,9 @@ class TextClassificationDataModule(L.LightningDataModule):
         seed: int = 42,
         bucket_batches: int = 50,
         empty_texts: str = "drop",
+        multi_label: bool = False,
+        label_delimiter: str | None = None,
+        labels: list[str] | None = None,
         num_workers: int = 0,
         cache_dir: str | None = ".cache/textclf",
         train_file: str | None = None,
@@ -232,13 +268,15 @@ class TextClassificationDataModule(L.LightningDataModule):
         if source not in sources.PACKAGED and source != "files":
             raise ValueError(f"data.source: unknown source '{source}' "
                              f"(choose one of {', '.join([*sources.PACKAGED, 'files'])})")
-        if empty_texts not in ("drop", "error"):
-            raise ValueError(f"data.empty_texts must be 'drop' or 'error', not '{empty_texts}'")
+        for key, value, allowed in (("empty_texts", empty_texts, ("drop", "error")),
+                                    ("truncation", truncation, TRUNCATIONS)):
+            if value not in allowed:
+                raise ValueError(f"data.{key} must be one of {', '.join(allowed)}, not '{value}'")
         self.save_hyperparameters(logger=False)
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.frames: Splits = {}
         self.datasets: dict[str, TokenizedSplit] = {}
-        self.id2label: dict[int, str] = {}
+        self.id2label: dict[int, str] = dict(enumerate(labels)) if labels else {}
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -252,32 +290,52 @@ class TextClassificationDataModule(L.LightningDataModule):
         """The source's splits, cleaned, with val and test split off train where the source has none."""
         hp = self.hparams
         if hp.source == "files":
-            if not hp.train_file:
+            if not hp.train_file and not hp.labels:
                 raise DataError("data.train_file is required with data=files")
-            raw = sources.files(hp.train_file, hp.val_file, hp.test_file, hp.text_column, hp.label_column)
+            named = {"train": hp.train_file, "val": hp.val_file, "test": hp.test_file}
+            raw = {split: sources.read_table(path, hp.text_column, hp.label_column)
+                   for split, path in named.items() if path}
         else:
             raw = sources.PACKAGED[hp.source]()
         splits = {name: clean_split(frame, name, hp.empty_texts) for name, frame in raw.items()}
-        if "test" not in splits:
-            splits["train"], splits["test"] = split_off(splits["train"], hp.test_fraction, hp.split_seed)
-        if "val" not in splits:
-            fraction = hp.val_fraction / (1 - hp.test_fraction) if "test" not in raw else hp.val_fraction
-            splits["train"], splits["val"] = split_off(splits["train"], fraction, hp.split_seed + 1)
-        if hp.max_train_examples is not None:
-            splits["train"] = splits["train"].iloc[: hp.max_train_examples]
+        splits = {name: frame.assign(label=[row_labels(v, hp.label_delimiter) if hp.multi_label else (str(v),)
+                                            for v in frame["label"]])
+                  for name, frame in splits.items()}
+        if "train" in splits:
+            if "test" not in splits:
+                splits["train"], splits["test"] = split_off(splits["train"], hp.test_fraction, hp.split_seed)
+            if "val" not in splits:
+                fraction = hp.val_fraction / (1 - hp.test_fraction) if "test" not in raw else hp.val_fraction
+                splits["train"], splits["val"] = split_off(splits["train"], fraction, hp.split_seed + 1)
+            if hp.max_train_examples is not None:
+                splits["train"] = splits["train"].iloc[: hp.max_train_examples]
         return splits
 
     def check_labels(self, splits: Splits) -> None:
-        seen = set(splits["train"]["label"].astype(str))
-        if len(seen) < 2:
-            raise DataError(f"train: only one class ({next(iter(seen), 'none')}); a classifier needs two or more")
-        for split in ("val", "test"):
-            labels = splits[split]["label"].astype(str)
-            unseen = ~labels.isin(seen)
-            if unseen.any():
-                row = int(np.flatnonzero(unseen.to_numpy())[0])
-                raise DataError(f"{split}: row {row + 1} has label '{labels.iloc[row]}' that the training split "
-                                f"never has ({int(unseen.sum())} such rows)")
+        """Refuse labels that the model cannot learn or predict, naming the split and row."""
+        if self.id2label:
+            known, reference = set(self.id2label.values()), "the checkpoint does not know"
+        else:
+            known, reference = {name for names in splits["train"]["label"] for name in names}, "the training split never has"
+            if len(known) < 2 and not self.hparams.multi_label:
+                raise DataError(f"train: only one class ({next(iter(known), 'none')}); a classifier needs two or more")
+        for split, frame in splits.items():
+            unknown = frame["label"].map(lambda names: not set(names) <= known)
+            if unknown.any():
+                row = int(np.flatnonzero(unknown.to_numpy())[0])
+                name = next(n for n in frame["label"].iloc[row] if n not in known)
+                raise DataError(f"{split}: row {row + 1} has label '{name}' that {reference} "
+                                f"({int(unknown.sum())} such rows)")
+
+    def encode_labels(self, labels: pd.Series) -> np.ndarray:
+        """Class indices, or multi-hot float rows for multi-label data."""
+        label2id = self.label2id
+        if not self.hparams.multi_label:
+            return np.array([label2id[names[0]] for names in labels], dtype=np.int64)
+        hot = np.zeros((len(labels), len(label2id)), dtype=np.float32)
+        for row, names in enumerate(labels):
+            hot[row, [label2id[name] for name in names]] = 1.0
+        return hot
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -286,15 +344,26 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.tokenizer = load_tokenizer(hp.tokenizer)
         self.frames = self.read_splits()
         self.check_labels(self.frames)
-        names = sorted_labels(pd.concat([frame["label"] for frame in self.frames.values()]))
-        self.id2label = dict(enumerate(names))
+        if not self.id2label:
+            names = {name for frame in self.frames.values() for names in frame["label"] for name in names}
+            self.id2label = dict(enumerate(sorted_labels(names)))
         for split, frame in self.frames.items():
             input_ids, offsets = tokenize_cached(frame["text"].tolist(), self.tokenizer, hp.max_length,
-                                                 hp.cache_dir, f"tokenizing {split}")
-            labels = frame["label"].astype(str).map(self.label2id).to_numpy(dtype=np.int64)
-            self.datasets[split] = TokenizedSplit(input_ids, offsets, labels)
+                                                 hp.cache_dir, hp.truncation, f"tokenizing {split}")
+            self.datasets[split] = TokenizedSplit(input_ids, offsets, self.encode_labels(frame["label"]))
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def class_weights(self) -> list[float]:
+        """Loss weights from the training label frequencies: n / (classes * count) per class, or, for
+        multi-label data, BCE's positive weight (negatives / positives) per label."""
+        labels = self.datasets["train"].labels
+        if self.hparams.multi_label:
+            positives = labels.sum(0).clip(min=1)
+            return ((len(labels) - positives) / positives).tolist()
+        counts = np.bincount(labels, minlength=self.num_labels).clip(min=1)
+        return (len(labels) / (self.num_labels * counts)).tolist()
+
+    def dataloader(self, split: str, shuffle: bool = False) -> DataLoader:
+        """Length-bucketed batches of one split; shuffled (training) or sorted by length (evaluation)."""
         trainer = self.trainer
         sampler = LengthBucketBatchSampler(
             self.datasets[split].lengths,
@@ -308,13 +377,13 @@ class TextClassificationDataModule(L.LightningDataModule):
                           num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self.dataloader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self.dataloader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self.dataloader("test", shuffle=False)
 
     def describe(self) -> dict[str, Any]:
         """Sizes and labels, for the run's log."""

@@ -3,77 +3,123 @@
 from __future__ import annotations
 
 import functools
+import pickle
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassPrecision, MulticlassRecall
-from transformers import AutoConfig, AutoModel, get_linear_schedule_with_warmup
+from torchmetrics.classification import (MulticlassAccuracy, MulticlassF1Score, MulticlassPrecision, MulticlassRecall,
+                                         MultilabelAccuracy, MultilabelF1Score, MultilabelPrecision, MultilabelRecall)
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from textclf.pretrained import resolve_pretrained
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+# pooler: the encoder's own pooler over [CLS] (BERT: dense + tanh), the classic BERT recipe and exactly
+# what AutoModelForSequenceClassification computes; cls: the raw [CLS] state; mean: the mean token state.
+POOLINGS = ("pooler", "cls", "mean")
 
 
-def stage_metrics(num_labels: int, stage: str) -> MetricCollection:
-    """Accuracy plus macro F1, precision and recall: the same code for binary and multi-class tasks."""
-    metrics = {"acc": MulticlassAccuracy(num_labels, average="micro"), "f1": MulticlassF1Score(num_labels, average="macro")}
-    if stage == "test":
-        metrics |= {"precision": MulticlassPrecision(num_labels, average="macro"),
-                    "recall": MulticlassRecall(num_labels, average="macro")}
-    return MetricCollection(metrics, prefix=f"{stage}/")
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and is meant to be shown as is."""
+
+
+def stage_metrics(num_labels: int, stage: str, multi_label: bool, threshold: float = 0.5) -> MetricCollection:
+    """Accuracy plus macro F1 (and, for test, macro precision and recall); multi-label adds micro F1."""
+    if multi_label:
+        kinds = {"acc": (MultilabelAccuracy, "micro"), "f1": (MultilabelF1Score, "macro"),
+                 "f1_micro": (MultilabelF1Score, "micro"), "precision": (MultilabelPrecision, "macro"),
+                 "recall": (MultilabelRecall, "macro")}
+        build = lambda kind, average: kind(num_labels, threshold=threshold, average=average)  # noqa: E731
+    else:
+        kinds = {"acc": (MulticlassAccuracy, "micro"), "f1": (MulticlassF1Score, "macro"),
+                 "precision": (MulticlassPrecision, "macro"), "recall": (MulticlassRecall, "macro")}
+        build = lambda kind, average: kind(num_labels, average=average)  # noqa: E731
+    if stage != "test":
+        kinds = {name: kind for name, kind in kinds.items() if name not in ("precision", "recall")}
+    return MetricCollection({name: build(*kind) for name, kind in kinds.items()}, prefix=f"{stage}/")
+
+
+def tokenizer_files(tokenizer: PreTrainedTokenizerBase) -> dict[str, str]:
+    """The tokenizer as {file name: text}, to travel inside a checkpoint as plain strings."""
+    with tempfile.TemporaryDirectory() as directory:
+        tokenizer.save_pretrained(directory)
+        return {path.name: path.read_text(encoding="utf-8") for path in Path(directory).iterdir() if path.is_file()}
+
+
+def tokenizer_from_files(files: dict[str, str]) -> PreTrainedTokenizerBase:
+    with tempfile.TemporaryDirectory() as directory:
+        for name, text in files.items():
+            (Path(directory) / Path(name).name).write_text(text, encoding="utf-8")
+        return AutoTokenizer.from_pretrained(directory)
 
 
 class TextClassifier(L.LightningModule):
-    """A BERT-family encoder fine-tuned for single-label text classification.
+    """A BERT-family encoder fine-tuned for single- or multi-label text classification.
 
-    `id2label` is saved with the checkpoint's hyper-parameters together with the encoder's config, so a
-    checkpoint alone rebuilds the model (no download) and names its predictions.
+    The checkpoint carries everything needed to use it elsewhere: the encoder's config and `id2label` in
+    its hyper-parameters, and the tokenizer's files, so a checkpoint alone rebuilds the model (no
+    download) and names its predictions.
     """
 
     def __init__(
         self,
         id2label: dict[int, str],
         pretrained: str = "all-MiniLM-L6-v2",
-        pooling: str = "cls",
+        pooling: str = "pooler",
         dropout: float = 0.1,
         lr: float = 5e-5,
         weight_decay: float = 0.01,
         warmup_fraction: float = 0.1,
+        multi_label: bool = False,
+        threshold: float = 0.5,
+        class_weights: list[float] | None = None,
         optimizer: functools.partial | None = None,
         scheduler: functools.partial | None = None,
         attn_implementation: str = "sdpa",
         encoder_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if pooling not in ("cls", "mean"):
-            raise ValueError(f"model.pooling must be 'cls' or 'mean', not '{pooling}'")
+        if pooling not in POOLINGS:
+            raise ValueError(f"model.pooling must be one of {', '.join(POOLINGS)}, not '{pooling}'")
         id2label = {int(index): str(name) for index, name in id2label.items()}
-        if encoder_config is None:  # fresh run: pretrained weights
-            self.encoder = AutoModel.from_pretrained(resolve_pretrained(pretrained), attn_implementation=attn_implementation)
+        if class_weights is not None and len(class_weights) != len(id2label):
+            raise ValueError(f"model.class_weights has {len(class_weights)} weights for {len(id2label)} labels")
+        self.tokenizer: PreTrainedTokenizerBase | None = None
+        if encoder_config is None:  # fresh run: pretrained weights and their tokenizer
+            location = resolve_pretrained(pretrained)
+            self.encoder = AutoModel.from_pretrained(location, attn_implementation=attn_implementation)
+            self.tokenizer = AutoTokenizer.from_pretrained(location)
             encoder_config = self.encoder.config.to_dict()
-        else:  # from a checkpoint: the architecture only; the weights follow from the state dict
+        else:  # from a checkpoint: the architecture only; weights and tokenizer come from the checkpoint
             config = AutoConfig.for_model(**encoder_config)
             self.encoder = AutoModel.from_config(config, attn_implementation=attn_implementation)
-        if getattr(self.encoder, "pooler", None) is not None:
+        if pooling == "pooler" and getattr(self.encoder, "pooler", None) is None:
+            raise ValueError(f"model.pooling=pooler: '{pretrained}' has no pooler; use cls or mean")
+        if pooling != "pooler" and getattr(self.encoder, "pooler", None) is not None:
             self.encoder.pooler = None  # unused by the head; unused parameters would break DDP
+        self.data_hparams: dict[str, Any] = {}  # the data settings it was trained with, from a checkpoint
         # transformers 5 returns from_pretrained models in eval mode (dropout off) and Lightning 2.6 keeps
         # each submodule's mode: switch the encoder to train mode or it would fine-tune without dropout.
         self.encoder.train()
         self.save_hyperparameters(
-            {"id2label": id2label, "pretrained": pretrained, "pooling": pooling, "dropout": dropout,
-             "lr": lr, "weight_decay": weight_decay, "warmup_fraction": warmup_fraction,
-             "attn_implementation": attn_implementation, "encoder_config": encoder_config}
+            {"id2label": id2label, "pretrained": pretrained, "pooling": pooling, "dropout": dropout, "lr": lr,
+             "weight_decay": weight_decay, "warmup_fraction": warmup_fraction, "multi_label": multi_label,
+             "threshold": threshold, "class_weights": class_weights, "attn_implementation": attn_implementation,
+             "encoder_config": encoder_config}
         )
         self.optimizer_factory = optimizer or torch.optim.AdamW
         self.scheduler_factory = scheduler or get_linear_schedule_with_warmup
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.encoder.config.hidden_size, len(id2label)))
-        self.loss = nn.CrossEntropyLoss()
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
+        self.loss = nn.BCEWithLogitsLoss(pos_weight=weights) if multi_label else nn.CrossEntropyLoss(weight=weights)
         self.train_loss = MeanMetric()
-        self.val_metrics = stage_metrics(len(id2label), "val")
-        self.test_metrics = stage_metrics(len(id2label), "test")
+        self.val_metrics = stage_metrics(len(id2label), "val", multi_label, threshold)
+        self.test_metrics = stage_metrics(len(id2label), "test", multi_label, threshold)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
 
@@ -81,19 +127,58 @@ class TextClassifier(L.LightningModule):
     def id2label(self) -> dict[int, str]:
         return self.hparams.id2label
 
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> TextClassifier:
+        """Load a checkpoint safely (`weights_only`: no pickled code runs), with a one-line error for a
+        file that is missing, truncated, corrupted or not a textclf checkpoint."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: checkpoint not found")
+        try:
+            model = cls.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as error:
+            reason = str(error).strip().splitlines()[0] if "weights_only" not in str(error) else \
+                "it holds pickled objects that are not plain data (refused: loading them could run code)"
+            raise CheckpointError(f"{path}: refused: {reason}") from None
+        except (KeyError, TypeError) as error:
+            raise CheckpointError(f"{path}: not a textclf checkpoint (missing {error})") from None
+        except Exception as error:  # the unpickler fails in many ways on a damaged file
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupted: {detail})") from None
+        return model.eval()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.tokenizer is not None:
+            checkpoint["tokenizer_files"] = tokenizer_files(self.tokenizer)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.data_hparams = dict(checkpoint.get("datamodule_hyper_parameters", {}))
+        if "tokenizer_files" in checkpoint:
+            self.tokenizer = tokenizer_from_files(checkpoint["tokenizer_files"])
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits, one row per text."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        if self.hparams.pooling == "cls":
+        outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        hidden = outputs.last_hidden_state
+        if self.hparams.pooling == "pooler":
+            pooled = outputs.pooler_output
+        elif self.hparams.pooling == "cls":
             pooled = hidden[:, 0]
         else:
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         return self.head(pooled)
 
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax over classes, or an independent sigmoid per label for multi-label models."""
+        return logits.float().sigmoid() if self.hparams.multi_label else logits.float().softmax(-1)
+
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["input_ids"], batch["attention_mask"])
         return self.loss(logits.float(), batch["labels"]), logits
+
+    def _update(self, metrics: MetricCollection, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        metrics.update(self.probabilities(logits), labels.long() if self.hparams.multi_label else labels)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _ = self._step(batch)
@@ -104,38 +189,32 @@ class TextClassifier(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.log("train/loss_epoch", self.train_loss, on_epoch=True)
 
-    def on_validation_epoch_start(self) -> None:
-        self.val_loss.reset()
-
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, logits = self._step(batch)
         self.val_loss.update(loss, weight=len(batch["labels"]))
-        self.val_metrics.update(logits, batch["labels"])
+        self._update(self.val_metrics, logits, batch["labels"])
 
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute()
         self.val_metrics.reset()
         if not self.trainer.sanity_checking:
             self.val_acc_best.update(metrics["val/acc"])
-        self.log_dict(metrics, prog_bar=True, sync_dist=False)
-        self.log("val/loss", self.val_loss.compute(), prog_bar=False)
+        self.log_dict(metrics, prog_bar=True)
+        self.log("val/loss", self.val_loss.compute())
+        self.val_loss.reset()
         self.log("val/acc_best", self.val_acc_best.compute() if self.val_acc_best.update_called else metrics["val/acc"],
                  prog_bar=True)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, logits = self._step(batch)
         self.test_loss.update(loss, weight=len(batch["labels"]))
-        self.test_metrics.update(logits, batch["labels"])
+        self._update(self.test_metrics, logits, batch["labels"])
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())
         self.log("test/loss", self.test_loss.compute())
         self.test_metrics.reset()
         self.test_loss.reset()
-
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        probabilities = self(batch["input_ids"], batch["attention_mask"]).float().softmax(-1)
-        return {"index": batch["index"], "probabilities": probabilities}
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW-style optimizer without weight decay on biases and LayerNorm; warm-up then decay, with

@@ -138,11 +138,3 @@ def read_table(path: str | Path, text_column: str, label_column: str | None) -> 
     if label_column:
         result["label"] = frame[label_column]
     return result
-
-
-def files(train_file: str | Path, val_file: str | Path | None = None, test_file: str | Path | None = None,
-          text_column: str = "text", label_column: str = "label") -> Splits:
-    """The user's own files; val and test are optional (split from train when absent)."""
-    named = {"train": train_file, "val": val_file, "test": test_file}
-    return {split: read_table(path, text_column, label_column) for split, path in named.items() if path}
-

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from textclf.sources import DataError
-
-CONFIG_PATH = "pkg://textclf.conf"
-
+from textclf.cli import CONFIG_PATH, run_command
 
 def resolve_precision(precision: str | int) -> str | int:
     """`auto`: bf16 mixed precision where the hardware runs bf16 fast (a CUDA GPU with bf16, or a CPU with
@@ -63,7 +59,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # the label set decides the size of the model's head
     print(f"[textclf] data: {json.dumps(datamodule.describe())}")
-    model = instantiate(cfg.model, id2label=datamodule.id2label)
+    class_weights = cfg.model.get("class_weights")
+    if class_weights == "balanced":
+        class_weights = datamodule.class_weights()
+        print(f"[textclf] class weights from the training label frequencies: {[round(w, 3) for w in class_weights]}")
+    model = instantiate(cfg.model, id2label=datamodule.id2label, class_weights=class_weights)
 
     loggers = instantiate_group(cfg.get("logger"))
     callbacks = instantiate_group(cfg.get("callbacks"))
@@ -89,11 +89,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    try:
-        metrics, _ = train(cfg)
-    except DataError as error:
-        print(f"textclf: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    metrics, _ = run_command(train, cfg)
     return metrics.get(cfg.get("optimized_metric"))
 
 

@@ -1,0 +1,134 @@
+"""`textclf-export`: a checkpoint as a Hugging Face model directory or an ONNX graph.
+
+    textclf-export ckpt_path=CKPT format=hf   output_dir=exported/hf
+    textclf-export ckpt_path=CKPT format=onnx output_dir=exported/onnx
+
+`hf` writes `AutoModelForSequenceClassification` weights (safetensors) with `id2label`, and the tokenizer:
+`transformers.pipeline("text-classification", model=DIR)` loads it. `onnx` writes `model.onnx` (inputs
+`input_ids` and `attention_mask`, output `logits`, dynamic batch and sequence axes) and the tokenizer.
+Each export is checked against the checkpoint's own outputs before it is written in place.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedTokenizerBase
+
+from textclf.cli import CONFIG_PATH, run_command
+from textclf.model import CheckpointError, TextClassifier
+
+PROBE_TEXTS = ["a short one", "a somewhat longer text to check that padding and masks agree with each other",
+               "", "UPPER case, punctuation!? and numbers 1234"]
+TOLERANCE = 1e-4
+
+
+def probe_batch(tokenizer: PreTrainedTokenizerBase) -> dict[str, torch.Tensor]:
+    return dict(tokenizer(PROBE_TEXTS, padding=True, return_tensors="pt", return_token_type_ids=False))
+
+
+def reference_logits(model: TextClassifier, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(batch["input_ids"], batch["attention_mask"]).float()
+
+
+def check_close(actual: torch.Tensor | np.ndarray, expected: torch.Tensor, what: str) -> None:
+    difference = float((torch.as_tensor(actual) - expected).abs().max())
+    if difference > TOLERANCE:
+        raise RuntimeError(f"{what} differs from the checkpoint by {difference:.2e} (> {TOLERANCE}); nothing written")
+
+
+def to_hf(model: TextClassifier, directory: Path) -> None:
+    """A BertForSequenceClassification (or the encoder's own class) with the same weights."""
+    hparams = model.hparams
+    if hparams.pooling != "pooler" or "pooler" not in dict(model.encoder.named_children()):
+        raise CheckpointError(f"format=hf needs a model trained with model.pooling=pooler (this one: "
+                              f"{hparams.pooling}); Hugging Face's classification models pool that way. Use format=onnx")
+    config = AutoConfig.for_model(**hparams.encoder_config)
+    config.id2label = dict(model.id2label)
+    config.label2id = {name: index for index, name in model.id2label.items()}
+    config.problem_type = "multi_label_classification" if hparams.multi_label else "single_label_classification"
+    config.classifier_dropout = hparams.dropout
+    exported = AutoModelForSequenceClassification.from_config(config)
+    prefix = exported.base_model_prefix
+    state = {f"{prefix}.{name[len('encoder.'):]}": value for name, value in model.state_dict().items()
+             if name.startswith("encoder.")}
+    state |= {"classifier.weight": model.head[1].weight, "classifier.bias": model.head[1].bias}
+    missing, unexpected = exported.load_state_dict(state, strict=False)
+    missing = [name for name in missing if not name.endswith("position_ids")]
+    if missing or unexpected or not hasattr(exported, "classifier"):
+        raise CheckpointError(f"format=hf does not support {type(exported).__name__} "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]}); use format=onnx")
+    batch = probe_batch(model.tokenizer)
+    with torch.inference_mode():
+        check_close(exported.eval()(**batch).logits, reference_logits(model, batch), "the Hugging Face export")
+    exported.save_pretrained(directory)
+    model.tokenizer.save_pretrained(directory)
+
+
+class LogitsOnly(nn.Module):
+    """The classifier with plain tensor inputs and output, as ONNX wants it."""
+
+    def __init__(self, model: TextClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids, attention_mask)
+
+
+def to_onnx(model: TextClassifier, directory: Path, opset: int) -> None:
+    import onnxruntime  # the `export` extra: pip install 'textclf[export]'
+
+    batch = probe_batch(model.tokenizer)
+    path = directory / "model.onnx"
+    sequence, batch_axis = torch.export.Dim("sequence", max=4096), torch.export.Dim("batch")
+    torch.onnx.export(
+        LogitsOnly(model), (batch["input_ids"], batch["attention_mask"]), str(path), dynamo=True,
+        input_names=["input_ids", "attention_mask"], output_names=["logits"], opset_version=opset,
+        dynamic_shapes={"input_ids": {0: batch_axis, 1: sequence}, "attention_mask": {0: batch_axis, 1: sequence}},
+        external_data=False,
+    )
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for texts in (PROBE_TEXTS, PROBE_TEXTS[:1]):  # other batch and sequence sizes than the traced ones
+        inputs = dict(model.tokenizer(texts, padding=True, return_tensors="np", return_token_type_ids=False))
+        (logits,) = session.run(["logits"], {name: value.astype(np.int64) for name, value in inputs.items()})
+        check_close(logits, reference_logits(model, {k: torch.from_numpy(v) for k, v in inputs.items()}), "the ONNX export")
+    model.tokenizer.save_pretrained(directory)
+
+
+def export(cfg: DictConfig) -> Path:
+    """Export into a temporary folder next to `output_dir`, check it, then move it in place."""
+    if cfg.format not in ("hf", "onnx"):
+        raise CheckpointError(f"format must be hf or onnx, not '{cfg.format}'")
+    model = TextClassifier.from_checkpoint(cfg.ckpt_path).float()
+    target = Path(cfg.output_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as staging:
+        staging_dir = Path(staging) / "export"
+        staging_dir.mkdir()
+        if cfg.format == "hf":
+            to_hf(model, staging_dir)
+        else:
+            to_onnx(model, staging_dir, cfg.opset)
+        if target.exists():
+            shutil.rmtree(target)
+        staging_dir.rename(target)
+    print(f"[textclf] exported {cfg.format} to {target}")
+    return target
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
+def main(cfg: DictConfig) -> None:
+    run_command(export, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""`textclf-predict`: a checkpoint's answers on new text.
+
+    textclf-predict ckpt_path=run/checkpoints/last.ckpt input=texts.txt output=predictions.csv
+
+Input: a plain text file (one text per line), CSV/TSV/JSONL/Parquet with a text column, or `-` for
+standard input. Output: CSV or JSONL (by its suffix; `-` writes CSV to standard output) with the predicted
+label and the probability of every class, in input order. Texts are batched by length for speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig
+from rich.progress import Progress
+from torch.utils.data import DataLoader
+
+from textclf.data import TRUNCATIONS, LengthBucketBatchSampler, PadCollator, TokenizedSplit, encode
+from textclf.model import CheckpointError, TextClassifier
+from textclf.sources import DataError, read_table
+from textclf.cli import CONFIG_PATH, run_command
+from textclf.train import resolve_precision
+
+ENCODE_CHUNK = 10_000
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Predictor:
+    """Batched, length-sorted inference under `inference_mode` and (where fast) bf16 autocast.
+
+    `max_length` and `truncation` default to the values the checkpoint was trained with.
+    """
+
+    def __init__(self, model: TextClassifier, batch_size: int = 256, max_length: int | None = None,
+                 truncation: str | None = None, precision: str = "auto", device: str = "auto") -> None:
+        if model.tokenizer is None:
+            raise CheckpointError("this checkpoint carries no tokenizer (saved by another program?)")
+        self.device = pick_device(device)
+        self.model = model.eval().to(self.device)
+        self.tokenizer = model.tokenizer
+        self.batch_size = batch_size
+        self.max_length = max_length or model.data_hparams.get("max_length") or self.tokenizer.model_max_length
+        self.truncation = truncation or model.data_hparams.get("truncation", "head")
+        if self.truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, not '{self.truncation}'")
+        precision = resolve_precision(precision)
+        self.autocast_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(precision))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **options: Any) -> Predictor:
+        return cls(TextClassifier.from_checkpoint(path), **options)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return self.model.id2label
+
+    def predict_loader(self, loader: DataLoader, total: int, show_progress: bool = False) -> np.ndarray:
+        """Probabilities [examples, classes] in dataset order, whatever order the batches come in."""
+        probabilities = np.zeros((total, len(self.id2label)), dtype=np.float32)
+        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype
+                    else contextlib.nullcontext())
+        with Progress(transient=True, disable=not show_progress) as progress, torch.inference_mode(), autocast:
+            task = progress.add_task("predicting", total=total)
+            for batch in loader:
+                logits = self.model(batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device))
+                probabilities[batch["index"].numpy()] = self.model.probabilities(logits).cpu().numpy()
+                progress.advance(task, len(batch["index"]))
+        return probabilities
+
+    def predict_proba(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        ids: list[list[int]] = []
+        for start in range(0, len(texts), ENCODE_CHUNK):
+            ids += encode(texts[start : start + ENCODE_CHUNK], self.tokenizer, self.max_length, self.truncation)
+        lengths = [len(row) for row in ids]
+        dataset = TokenizedSplit(np.fromiter((i for row in ids for i in row), dtype=np.int32, count=sum(lengths)),
+                                 np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]),
+                                 np.zeros(len(ids), dtype=np.int64))
+        sampler = LengthBucketBatchSampler(dataset.lengths, self.batch_size, shuffle=False)
+        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=PadCollator(self.tokenizer.pad_token_id))
+        return self.predict_loader(loader, len(texts), show_progress)
+
+    def labels_of(self, probabilities: np.ndarray) -> list[str | list[str]]:
+        """Predicted label names: the most probable class, or every label over the threshold."""
+        names = self.id2label
+        if self.model.hparams.multi_label:
+            chosen = probabilities >= self.model.hparams.threshold
+            return [[names[i] for i in np.flatnonzero(row)] for row in chosen]
+        return [names[int(i)] for i in probabilities.argmax(1)]
+
+
+def read_texts(source: str, text_column: str) -> list[str]:
+    """Texts from a file or standard input, one per line for plain text; a one-line error otherwise."""
+    if source == "-":
+        return sys.stdin.read().splitlines()
+    path = Path(source)
+    if path.suffix.lower() in {".csv", ".tsv", ".tab", ".jsonl", ".json", ".parquet"}:
+        frame = read_table(path, text_column, None)
+        return ["" if pd.isna(text) else str(text) for text in frame["text"]]
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line} is not UTF-8 text") from None
+    return text.splitlines()
+
+
+def write_atomically(path: Path, write: Any) -> None:
+    """`write(temporary_path)`, then rename: readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def predictions_frame(texts: list[str], labels: list[Any], probabilities: np.ndarray,
+                      id2label: dict[int, str]) -> pd.DataFrame:
+    frame = pd.DataFrame({"text": texts, "label": ["|".join(l) if isinstance(l, list) else l for l in labels]})
+    for index, name in id2label.items():
+        frame[f"prob_{name}"] = probabilities[:, index].round(6)
+    return frame
+
+
+def write_predictions(output: str, texts: list[str], labels: list[Any], probabilities: np.ndarray,
+                      id2label: dict[int, str]) -> None:
+    if output == "-":
+        predictions_frame(texts, labels, probabilities, id2label).to_csv(sys.stdout, index=False)
+        return
+    path = Path(output)
+    if path.suffix.lower() == ".jsonl":
+        def write(target: Path) -> None:
+            with target.open("w", encoding="utf-8") as handle:
+                for text, label, row in zip(texts, labels, probabilities):
+                    probs = {id2label[i]: round(float(p), 6) for i, p in enumerate(row)}
+                    handle.write(json.dumps({"text": text, "label": label, "probabilities": probs}, ensure_ascii=False) + "\n")
+    elif path.suffix.lower() == ".csv":
+        def write(target: Path) -> None:
+            predictions_frame(texts, labels, probabilities, id2label).to_csv(target, index=False)
+    else:
+        raise DataError(f"{path}: unknown output type '{path.suffix}' (use .csv or .jsonl, or - for stdout)")
+    write_atomically(path, write)
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    """Read, predict, write; return counts and throughput."""
+    predictor = Predictor.from_checkpoint(cfg.ckpt_path, batch_size=cfg.batch_size, max_length=cfg.max_length,
+                                          truncation=cfg.truncation, precision=cfg.precision, device=cfg.device)
+    texts = read_texts(str(cfg.input), cfg.text_column)
+    if not texts:
+        raise DataError(f"{cfg.input}: no texts to predict")
+    start = time.perf_counter()
+    probabilities = predictor.predict_proba(texts, show_progress=len(texts) >= 2_000)
+    seconds = time.perf_counter() - start
+    write_predictions(str(cfg.output), texts, predictor.labels_of(probabilities), probabilities, predictor.id2label)
+    stats = {"texts": len(texts), "seconds": round(seconds, 3), "texts_per_second": round(len(texts) / seconds, 1)}
+    print(f"[textclf] predicted {stats['texts']} texts in {stats['seconds']} s "
+          f"({stats['texts_per_second']} texts/s) -> {cfg.output}", file=sys.stderr)
+    return stats
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
+def main(cfg: DictConfig) -> None:
+    run_command(predict, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""From a checkpoint to answers: evaluation, prediction, export, and their errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import pipeline
+
+from conftest import compose_cfg, toy_reviews
+from textclf.evaluate import evaluate
+from textclf.export import export
+from textclf.model import CheckpointError, TextClassifier
+from textclf.predict import Predictor, predict
+
+
+def best_checkpoint(trained_toy) -> str:
+    return trained_toy[2]["trainer"].checkpoint_callback.best_model_path
+
+
+def test_eval_reproduces_the_test_metrics_of_training_and_writes_reports(trained_toy, tmp_path: Path) -> None:
+    cfg, metrics, _ = trained_toy
+    eval_cfg = compose_cfg(tmp_path / "eval", None, f"ckpt_path={best_checkpoint(trained_toy)}", "data=files",
+                           f"data.train_file={cfg.data.train_file}", "precision=32-true", config="eval")
+    reproduced = evaluate(eval_cfg)
+    for key in ("test/acc", "test/f1", "test/precision", "test/recall", "test/loss"):
+        assert reproduced[key] == pytest.approx(metrics[key], abs=1e-3), key
+    report = pd.read_csv(tmp_path / "eval" / "per_class.csv")
+    assert report["label"].tolist() == ["negative", "positive"] and report["support"].sum() == 60
+    assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 5_000
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["examples"] == 60
+    misclassified = pd.read_csv(tmp_path / "eval" / "misclassified.csv")
+    assert len(misclassified) == round((1 - metrics["test/acc"]) * 60)
+
+
+def test_eval_refuses_data_whose_labels_the_checkpoint_does_not_know(trained_toy, tmp_path: Path) -> None:
+    other = tmp_path / "other.csv"
+    pd.DataFrame({"text": ["good film", "a plot"], "label": ["positive", "neutral"]}).to_csv(other, index=False)
+    eval_cfg = compose_cfg(tmp_path / "eval", None, f"ckpt_path={best_checkpoint(trained_toy)}", "data=files",
+                           f"data.test_file={other}", config="eval")
+    with pytest.raises(ValueError, match="test: row 2 has label 'neutral' that the checkpoint does not know"):
+        evaluate(eval_cfg)
+
+
+def test_predict_keeps_input_order_and_agrees_with_the_model(trained_toy, tmp_path: Path) -> None:
+    frame = toy_reviews(300, seed=5)
+    source = tmp_path / "texts.txt"
+    source.write_text("\n".join(frame["text"]) + "\n")
+    out = tmp_path / "predictions.jsonl"
+    stats = predict(compose_cfg(tmp_path / "p", None, f"ckpt_path={best_checkpoint(trained_toy)}", f"input={source}",
+                                f"output={out}", "batch_size=32", config="predict"))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert stats["texts"] == 300 and [row["text"] for row in rows] == frame["text"].tolist()
+    accuracy = np.mean([row["label"] == label for row, label in zip(rows, frame["label"])])
+    assert accuracy >= 0.9
+    assert all(abs(sum(row["probabilities"].values()) - 1) < 1e-4 for row in rows)
+
+
+def test_predict_reads_csv_and_stdin(trained_toy, tmp_path: Path) -> None:
+    checkpoint = best_checkpoint(trained_toy)
+    result = subprocess.run([sys.executable, "-m", "textclf.predict", f"ckpt_path={checkpoint}", "input=-", "output=-",
+                             f"hydra.run.dir={tmp_path / 'p'}", "precision=32-true"],
+                            input="a great great film\nan awful boring film\n", capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "text,label,prob_negative,prob_positive"
+    assert lines[1].startswith("a great great film,positive,") and lines[2].startswith("an awful boring film,negative,")
+    assert "texts/s" in result.stderr
+
+
+def test_export_hf_pipeline_predicts_what_the_checkpoint_predicts(trained_toy, tmp_path: Path) -> None:
+    directory = export(compose_cfg(tmp_path / "x", None, f"ckpt_path={best_checkpoint(trained_toy)}", "format=hf",
+                                   f"output_dir={tmp_path / 'hf'}", config="export"))
+    assert (directory / "model.safetensors").is_file()
+    texts = toy_reviews(100, seed=9)["text"].tolist()
+    classifier = pipeline("text-classification", model=str(directory), device="cpu")
+    predictor = Predictor.from_checkpoint(best_checkpoint(trained_toy), precision="32-true")
+    ours = predictor.labels_of(predictor.predict_proba(texts))
+    assert [answer["label"] for answer in classifier(texts)] == ours
+
+
+def test_export_onnx_matches_pytorch_on_other_shapes(trained_toy, tmp_path: Path) -> None:
+    import onnxruntime
+
+    directory = export(compose_cfg(tmp_path / "x", None, f"ckpt_path={best_checkpoint(trained_toy)}", "format=onnx",
+                                   f"output_dir={tmp_path / 'onnx'}", config="export"))
+    session = onnxruntime.InferenceSession(str(directory / "model.onnx"))
+    model = TextClassifier.from_checkpoint(best_checkpoint(trained_toy))
+    inputs = model.tokenizer(toy_reviews(7, seed=3)["text"].tolist(), padding=True, return_tensors="np",
+                             return_token_type_ids=False)
+    (logits,) = session.run(None, {k: v.astype(np.int64) for k, v in inputs.items()})
+    with torch.no_grad():
+        expected = model(torch.from_numpy(inputs["input_ids"]), torch.from_numpy(inputs["attention_mask"]))
+    np.testing.assert_allclose(logits, expected.numpy(), atol=1e-4)
+
+
+def test_bad_checkpoints_are_refused_with_one_line(trained_toy, tmp_path: Path) -> None:
+    good = Path(best_checkpoint(trained_toy)).read_bytes()
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(good[: len(good) // 2])
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"this is not a checkpoint")
+    for path, expected in ((tmp_path / "missing.ckpt", "checkpoint not found"),
+                           (truncated, "not a readable checkpoint"), (garbage, "not a readable checkpoint")):
+        with pytest.raises(CheckpointError) as error:
+            TextClassifier.from_checkpoint(path)
+        assert str(path) in str(error.value) and expected in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_checkpoint_carrying_a_pickled_payload_is_refused_and_never_runs(trained_toy, tmp_path: Path) -> None:
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    checkpoint = torch.load(best_checkpoint(trained_toy), weights_only=True)
+    checkpoint["hyper_parameters"]["surprise"] = Payload()
+    tampered = tmp_path / "tampered.ckpt"
+    torch.save(checkpoint, tampered)
+    with pytest.raises(CheckpointError, match="refused"):
+        TextClassifier.from_checkpoint(tampered)
+    assert not marker.exists()

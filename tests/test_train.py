@@ -9,13 +9,15 @@ import zipfile
 from pathlib import Path
 
 import lightning as L
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import toy_training
+from conftest import toy_reviews, toy_training
 from textclf.model import TextClassifier
 from textclf.pretrained import resolve_pretrained
 from textclf.train import resolve_precision, train
@@ -146,3 +148,46 @@ def test_packaged_minilm_fine_tunes_and_its_loss_falls(make_cfg) -> None:
     assert len(probe.losses) == 60
     first, last = sum(probe.losses[:10]) / 10, sum(probe.losses[-10:]) / 10
     assert last < first - 0.1, (first, last)
+
+
+def test_multi_label_data_trains_with_a_sigmoid_per_label(make_cfg, tmp_path: Path) -> None:
+    frame = toy_reviews(600, seed=2)
+    words = frame["text"].str.split()
+    frame["label"] = [
+        "|".join([label] + [topic for topic in ("acting", "plot") if topic in text])
+        for label, text in zip(frame["label"], words)
+    ]
+    path = tmp_path / "multi.csv"
+    frame.to_csv(path, index=False)
+    cfg = make_cfg(*toy_training(path), "data.multi_label=true", "data.label_delimiter=|", "trainer.max_epochs=8",
+                   "model.pooling=mean")
+    metrics, objects = train(cfg)
+    assert objects["datamodule"].id2label == {0: "acting", 1: "negative", 2: "plot", 3: "positive"}
+    assert isinstance(objects["model"].loss, torch.nn.BCEWithLogitsLoss)
+    assert metrics["test/f1_micro"] >= 0.9, metrics
+
+
+def test_balanced_class_weights_follow_the_training_frequencies(make_cfg, tmp_path: Path) -> None:
+    frame = toy_reviews(400, seed=4)
+    frame = pd.concat([frame[frame.label == "positive"], frame[frame.label == "negative"].iloc[:40]])
+    path = tmp_path / "imbalanced.csv"
+    frame.to_csv(path, index=False)
+    cfg = make_cfg(*toy_training(path), "model.class_weights=balanced", "debug=fdr")
+    _, objects = train(cfg)
+    counts = np.bincount(objects["datamodule"].datasets["train"].labels)
+    weights = objects["model"].loss.weight.tolist()
+    assert weights == pytest.approx((counts.sum() / (2 * counts)).tolist())
+    assert weights[0] > 3 * weights[1]  # negative is the rare class
+
+
+@pytest.mark.parametrize(("truncation", "kept"), [("head", "w0 w1 w2 w3 w4 w5"), ("tail", "w14 w15 w16 w17 w18 w19"),
+                                                  ("head_tail", "w0 w15 w16 w17 w18 w19")])
+def test_long_texts_keep_their_head_tail_or_both(tiny_model_dir: Path, truncation: str, kept: str) -> None:
+    from transformers import BertTokenizer
+
+    from textclf.data import encode
+
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+                                                              + [f"w{n}" for n in range(20)])})
+    ids = encode([" ".join(f"w{n}" for n in range(20))], tokenizer, max_length=8, truncation=truncation)[0]
+    assert tokenizer.decode(ids) == f"[CLS] {kept} [SEP]"

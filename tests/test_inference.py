@@ -127,3 +127,15 @@ def test_a_checkpoint_carrying_a_pickled_payload_is_refused_and_never_runs(train
     with pytest.raises(CheckpointError, match="refused"):
         TextClassifier.from_checkpoint(tampered)
     assert not marker.exists()
+
+
+def test_plain_text_input_is_cut_at_newlines_only_and_must_be_utf8(tmp_path: Path) -> None:
+    from textclf.predict import read_texts
+    from textclf.sources import DataError
+
+    path = tmp_path / "texts.txt"
+    path.write_bytes("\ufefffirst\u2028still first\r\nsecond\n\nfourth\n".encode())
+    assert read_texts(str(path), "text") == ["first\u2028still first", "second", "", "fourth"]
+    path.write_bytes(b"fine\nfine\ncaf\xe9\n")
+    with pytest.raises(DataError, match=r"texts.txt: line 3 is not UTF-8 text"):
+        read_texts(str(path), "text")

@@ -106,7 +106,7 @@ class Predictor:
 def read_texts(source: str, text_column: str) -> list[str]:
     """Texts from a file or standard input, one per line for plain text; a one-line error otherwise."""
     if source == "-":
-        return sys.stdin.read().splitlines()
+        return split_lines(sys.stdin.read())
     path = Path(source)
     if path.suffix.lower() in {".csv", ".tsv", ".tab", ".jsonl", ".json", ".parquet"}:
         frame = read_table(path, text_column, None)
@@ -119,7 +119,15 @@ def read_texts(source: str, text_column: str) -> list[str]:
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise DataError(f"{path}: line {line} is not UTF-8 text") from None
-    return text.splitlines()
+    return split_lines(text)
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines cut at \n (and \r\n) only: str.splitlines would also cut inside texts at \x85, \u2028, ..."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def write_atomically(path: Path, write: Any) -> None:

@@ -1,0 +1,235 @@
+"""Benchmark textclf against the Hugging Face Trainer on the same model, data, batch size, epochs and seed.
+
+    .venv/bin/python scripts/benchmark.py                      # rotten_tomatoes, 2,000 examples, 1 epoch
+    .venv/bin/python scripts/benchmark.py --examples 0 --epochs 3 --out outputs/benchmark/full.json
+
+Each setting trains and predicts in a fresh subprocess (so peak RSS is its own) and reports train
+samples/s, predict samples/s, peak RSS and test accuracy; the summary adds textclf/peer ratios and the
+share of the bf16 compute roof (measured in the same run) that training uses. Needs `accelerate` for the
+Trainer (`pip install accelerate`). A benchmark, not a test: the numbers vary with the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+SETTINGS = {
+    "textclf": "textclf defaults (bf16 where fast, length buckets, fused AdamW, SDPA)",
+    "textclf_fp32": "textclf, precision 32-true",
+    "hf_run_glue": "HF Trainer, run_glue defaults: every example padded to 128, fp32",
+    "hf_dynamic_bf16": "HF Trainer, dynamic padding + bf16",
+}
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 20) -> float:
+    """GFLOP/s of a square matrix product."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def load_splits(args: argparse.Namespace) -> tuple[list[str], list[int], list[str], list[int], dict[int, str], str]:
+    """The same training examples and test split for every setting, from textclf's data module."""
+    from textclf.data import TextClassificationDataModule
+
+    module = TextClassificationDataModule(source=args.dataset, tokenizer=args.model, max_length=args.max_length,
+                                          max_train_examples=args.examples or None, cache_dir=None)
+    module.setup("fit")
+    train, test = module.frames["train"], module.frames["test"]
+    return (train["text"].tolist(), module.datasets["train"].labels.tolist(), test["text"].tolist(),
+            module.datasets["test"].labels.tolist(), module.id2label, module.tokenizer.name_or_path)
+
+
+def run_textclf(args: argparse.Namespace, precision: str) -> dict[str, float]:
+    from hydra import compose, initialize_config_module
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from textclf.predict import Predictor
+    from textclf.train import train
+
+    run_dir = Path(tempfile.mkdtemp(prefix="textclf-bench-"))
+    with initialize_config_module("textclf.conf", version_base="1.3"):
+        cfg = compose("train", return_hydra_config=True, overrides=[
+            f"hydra.run.dir={run_dir}", f"data={args.dataset}", f"model.pretrained={args.model}",
+            f"data.max_train_examples={args.examples or 'null'}", f"data.batch_size={args.batch_size}",
+            f"data.max_length={args.max_length}", f"trainer.max_epochs={args.epochs}", f"model.lr={args.lr}",
+            f"trainer.precision={precision}", f"seed={args.seed}", "trainer.limit_val_batches=0",
+            "trainer.num_sanity_val_steps=0", "callbacks.early_stopping=null", "callbacks.progress_bar=null",
+            "callbacks.model_summary=null", "+trainer.enable_progress_bar=false", "logger=none", "test=false",
+            f"trainer.accelerator={args.device}", f"paths.cache_dir={run_dir / 'cache'}"])
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+        del cfg["hydra"]
+
+    with open_dict(cfg):  # imported by name: this file runs as __main__, a second copy of the class
+        cfg.callbacks["timer"] = {"_target_": "benchmark.FitTimer"}
+    _, objects = train(cfg)
+    timer = next(c for c in objects["trainer"].callbacks if type(c).__name__ == "FitTimer")
+    datamodule, model = objects["datamodule"], objects["model"]
+    examples = len(datamodule.datasets["train"]) * args.epochs
+
+    model.tokenizer = datamodule.tokenizer
+    model.data_hparams = {"max_length": args.max_length}
+    predictor = Predictor(model, batch_size=256, precision=precision, device=args.device)
+    texts, labels = datamodule.frames["test"]["text"].tolist(), datamodule.datasets["test"].labels
+    start = time.perf_counter()
+    probabilities = predictor.predict_proba(texts)
+    predict_seconds = time.perf_counter() - start
+    return {"train_samples_per_s": examples / timer.seconds, "train_seconds": timer.seconds,
+            "predict_samples_per_s": len(texts) / predict_seconds,
+            "test_acc": float((probabilities.argmax(1) == labels).mean())}
+
+
+class FitTimer(L.Callback):
+    """Wall time of the training loop alone (no setup, no validation)."""
+
+    seconds = 0.0
+
+    def on_train_start(self, trainer, module) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, module) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def run_hf(args: argparse.Namespace, dynamic_bf16: bool) -> dict[str, float]:
+    import numpy as np
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
+
+    from textclf.pretrained import resolve_pretrained
+
+    train_texts, train_labels, test_texts, test_labels, id2label, _ = load_splits(args)
+    location = resolve_pretrained(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    model = AutoModelForSequenceClassification.from_pretrained(location, num_labels=len(id2label), id2label=id2label)
+    padding = "do_not_pad" if dynamic_bf16 else "max_length"
+
+    def dataset(texts: list[str], labels: list[int]) -> list[dict]:
+        encoded = tokenizer(texts, truncation=True, max_length=128 if not dynamic_bf16 else args.max_length,
+                            padding=padding)
+        return [{"input_ids": ids, "attention_mask": mask, "labels": label}
+                for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], labels)]
+
+    training_args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(prefix="hf-bench-"), per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size if not dynamic_bf16 else 256, num_train_epochs=args.epochs,
+        learning_rate=args.lr, warmup_steps=0.1, seed=args.seed, bf16=dynamic_bf16, eval_strategy="no",
+        save_strategy="no", report_to=[], disable_tqdm=True, logging_strategy="no", use_cpu=args.device == "cpu",
+    )
+    trainer = Trainer(model=model, args=training_args, train_dataset=dataset(train_texts, train_labels),
+                      data_collator=DataCollatorWithPadding(tokenizer))
+    start = time.perf_counter()
+    trainer.train()
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    predictions = trainer.predict(dataset(test_texts, test_labels)).predictions
+    predict_seconds = time.perf_counter() - start
+    return {"train_samples_per_s": len(train_texts) * args.epochs / train_seconds, "train_seconds": train_seconds,
+            "predict_samples_per_s": len(test_texts) / predict_seconds,
+            "test_acc": float((np.argmax(predictions, 1) == np.array(test_labels)).mean())}
+
+
+def worker(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    runners = {"textclf": lambda: run_textclf(args, "auto"), "textclf_fp32": lambda: run_textclf(args, "32-true"),
+               "hf_run_glue": lambda: run_hf(args, dynamic_bf16=False), "hf_dynamic_bf16": lambda: run_hf(args, True)}
+    result = runners[args.worker]()
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="rotten_tomatoes")
+    parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    parser.add_argument("--examples", type=int, default=2000, help="training examples (0: all)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated, from: " + ", ".join(SETTINGS))
+    parser.add_argument("--out", default="outputs/benchmark/benchmark.json")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+
+    peaks = {"bf16_gflops": matmul_peak(torch.bfloat16), "fp32_gflops": matmul_peak(torch.float32)}
+    print(f"matmul peak: bf16 {peaks['bf16_gflops']:.0f} GFLOP/s, fp32 {peaks['fp32_gflops']:.0f} GFLOP/s", flush=True)
+    results = {}
+    for name in args.settings.split(","):
+        command = [sys.executable, __file__, "--worker", name] + [
+            f"--{key.replace('_', '-')}={value}" for key, value in vars(args).items()
+            if key not in ("worker", "settings", "out")]
+        print(f"running {name}: {SETTINGS[name]} ...", flush=True)
+        completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        line = next((l for l in completed.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if completed.returncode or line is None:
+            print(completed.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"setting {name} failed (exit {completed.returncode})")
+        results[name] = json.loads(line[len("RESULT "):])
+        print(f"  {json.dumps({k: round(v, 3) for k, v in results[name].items()})}", flush=True)
+
+    summary = summarize(results, peaks, args)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"args": vars(args), "peaks": peaks, "results": results, "summary": summary},
+                                         indent=2) + "\n")
+    print(markdown_table(results, summary))
+    print(f"saved {args.out}")
+
+
+def summarize(results: dict, peaks: dict, args: argparse.Namespace) -> dict:
+    """Ratios against the peers, and the share of the bf16 compute roof used by training."""
+    from textclf.data import load_tokenizer
+    from textclf.sources import PACKAGED
+
+    summary = {}
+    if "textclf" not in results:
+        return summary
+    ours = results["textclf"]
+    for peer in ("hf_run_glue", "hf_dynamic_bf16"):
+        if peer in results:
+            summary[f"train_ratio_vs_{peer}"] = ours["train_samples_per_s"] / results[peer]["train_samples_per_s"]
+            summary[f"predict_ratio_vs_{peer}"] = ours["predict_samples_per_s"] / results[peer]["predict_samples_per_s"]
+            summary[f"rss_ratio_vs_{peer}"] = ours["peak_rss_mb"] / results[peer]["peak_rss_mb"]
+    # ~6 FLOPs per parameter per token (forward + backward) over the encoder's non-embedding parameters
+    texts = PACKAGED[args.dataset]()["train"]["text"].tolist()[:2000]
+    tokens = sum(len(ids) for ids in load_tokenizer(args.model)(texts, truncation=True, max_length=args.max_length)["input_ids"])
+    flops_per_example = 6 * 10.6e6 * tokens / len(texts)
+    roof = peaks["bf16_gflops"] * 1e9 / flops_per_example
+    summary["roof_train_samples_per_s"] = roof
+    summary["roof_fraction_used"] = ours["train_samples_per_s"] / roof
+    return summary
+
+
+def markdown_table(results: dict, summary: dict) -> str:
+    lines = ["| setting | train samples/s | predict samples/s | peak RSS MB | test acc |", "|---|---|---|---|---|"]
+    for name, result in results.items():
+        lines.append(f"| {SETTINGS[name]} | {result['train_samples_per_s']:.1f} | {result['predict_samples_per_s']:.0f} | "
+                     f"{result['peak_rss_mb']:.0f} | {result['test_acc']:.3f} |")
+    lines += [""] + [f"- {key}: {value:.3f}" for key, value in summary.items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

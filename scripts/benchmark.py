@@ -25,7 +25,7 @@ import lightning as L
 import torch
 
 SETTINGS = {
-    "textclf": "textclf defaults (bf16 where fast, length buckets, fused AdamW, SDPA)",
+    "textclf": "textclf defaults (bf16, length buckets, fused AdamW, fast dropout, frozen word embeddings)",
     "textclf_fp32": "textclf, precision 32-true",
     "hf_run_glue": "HF Trainer, run_glue defaults: every example padded to 128, fp32",
     "hf_dynamic_bf16": "HF Trainer, dynamic padding + bf16",
@@ -87,7 +87,7 @@ def run_textclf(args: argparse.Namespace, precision: str) -> dict[str, float]:
 
     model.tokenizer = datamodule.tokenizer
     model.data_hparams = {"max_length": args.max_length}
-    predictor = Predictor(model, batch_size=256, precision=precision, device=args.device)
+    predictor = Predictor(model, precision=precision, device=args.device)
     texts, labels = datamodule.frames["test"]["text"].tolist(), datamodule.datasets["test"].labels
     start = time.perf_counter()
     probabilities = predictor.predict_proba(texts)

@@ -175,3 +175,9 @@ def test_empty_texts_are_dropped_with_a_count_or_refused(tiny_model_dir: Path, t
     assert "train: dropped 2 of 22 rows with an empty text" in capsys.readouterr().out
     with pytest.raises(DataError, match="train: row 21 has an empty text"):
         datamodule(tiny_model_dir, tmp_path, source="files", train_file=str(path), empty_texts="error")
+
+
+def test_a_missing_label_column_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path / "nolabel.jsonl", '{"text": "fine", "stars": 5}\n')
+    with pytest.raises(DataError, match=r"nolabel.jsonl: no column 'label' \(columns: text, stars\)"):
+        sources.read_table(path, "text", "label")

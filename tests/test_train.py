@@ -191,3 +191,44 @@ def test_long_texts_keep_their_head_tail_or_both(tiny_model_dir: Path, truncatio
                                                               + [f"w{n}" for n in range(20)])})
     ids = encode([" ".join(f"w{n}" for n in range(20))], tokenizer, max_length=8, truncation=truncation)[0]
     assert tokenizer.decode(ids) == f"[CLS] {kept} [SEP]"
+
+
+def test_fast_dropout_keeps_the_right_share_and_the_mean() -> None:
+    from textclf.model import FastDropout
+
+    dropout = FastDropout(0.1).train()
+    x = torch.ones(200, 1000, requires_grad=True)
+    y = dropout(x)
+    assert (y == 0).float().mean().item() == pytest.approx(0.1, abs=0.005)
+    assert y.mean().item() == pytest.approx(1.0, abs=0.01)
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, y == 0)  # the gradient flows through the kept elements only
+    assert torch.equal(dropout.eval()(x), x)
+
+
+def test_cpu_training_uses_fast_dropout_and_leaves_frozen_embeddings_alone(make_cfg, toy_csv: Path,
+                                                                          tiny_model_dir: Path) -> None:
+    from transformers import BertModel
+
+    from textclf.model import FastDropout
+
+    cfg = make_cfg(*toy_training(toy_csv), "model.freeze_word_embeddings=true", "debug=limit")
+    _, objects = train(cfg)
+    model = objects["model"]
+    assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())
+    assert any(isinstance(m, FastDropout) for m in model.modules())
+    original = BertModel.from_pretrained(tiny_model_dir).get_input_embeddings().weight
+    torch.testing.assert_close(model.encoder.get_input_embeddings().weight, original, rtol=0, atol=0)
+    assert not torch.equal(model.encoder.encoder.layer[0].output.dense.weight,
+                           BertModel.from_pretrained(tiny_model_dir).encoder.layer[0].output.dense.weight)
+
+
+def test_users_add_their_own_config_dir_through_the_search_path(make_cfg, toy_csv: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "myconf" / "data"
+    mine.mkdir(parents=True)
+    (mine / "toy.yaml").write_text(f"defaults:\n  - default\nsource: files\ntrain_file: {toy_csv}\nmax_length: 24\n")
+    cfg = make_cfg(f"hydra.searchpath=[file://{tmp_path / 'myconf'}]", "data=toy", "debug=fdr",
+                   "trainer.precision=32-true")
+    assert cfg.data.source == "files" and cfg.data.max_length == 24 and cfg.data.batch_size == 32
+    metrics, _ = train(cfg)
+    assert "val/acc" in metrics

@@ -24,6 +24,45 @@ NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 POOLINGS = ("pooler", "cls", "mean")
 
 
+class FastDropout(nn.Module):
+    """Dropout with a mask from 16-bit slices of 64-bit random draws: 4 elements per generator call
+    instead of 1. On CPU, `bernoulli_` was a quarter of a MiniLM training step; this is 3x cheaper.
+    The keep probability is exact to 1/65536."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        count = x.numel()
+        draws = torch.randint(-(2**63), 2**63 - 1, ((count + 3) // 4,), dtype=torch.int64, device=x.device)
+        keep = draws.view(torch.int16)[:count].view(x.shape) >= round(self.p * 65536) - 32768
+        return x * keep.to(x.dtype) * (1 / (1 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def use_fast_dropout(module: nn.Module) -> None:
+    """Swap every nn.Dropout inside `module` for FastDropout (CPU only: CUDA's own dropout is fused)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.Dropout):
+            setattr(module, name, FastDropout(child.p))
+        else:
+            use_fast_dropout(child)
+
+
+def resolve_attention(implementation: str, training: bool) -> str:
+    """`auto`: PyTorch's SDPA, except for training on a CPU, where SDPA's kernels made a MiniLM training
+    step slower than the eager path (119 vs 183 samples/s, README "Performance"); for inference on the
+    CPU, SDPA is the faster one (1,140 vs 1,090 texts/s)."""
+    if implementation != "auto":
+        return implementation
+    return "eager" if training and not torch.cuda.is_available() else "sdpa"
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and is meant to be shown as is."""
 
@@ -80,7 +119,11 @@ class TextClassifier(L.LightningModule):
         class_weights: list[float] | None = None,
         optimizer: functools.partial | None = None,
         scheduler: functools.partial | None = None,
-        attn_implementation: str = "sdpa",
+        attention_dropout: float | None = None,
+        freeze_word_embeddings: bool = False,
+        fast_dropout: bool = True,
+        attn_implementation: str = "auto",
+        trust_remote_code: bool = False,
         encoder_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -90,14 +133,19 @@ class TextClassifier(L.LightningModule):
         if class_weights is not None and len(class_weights) != len(id2label):
             raise ValueError(f"model.class_weights has {len(class_weights)} weights for {len(id2label)} labels")
         self.tokenizer: PreTrainedTokenizerBase | None = None
+        attention = self.attention = resolve_attention(attn_implementation, training=True)
         if encoder_config is None:  # fresh run: pretrained weights and their tokenizer
             location = resolve_pretrained(pretrained)
-            self.encoder = AutoModel.from_pretrained(location, attn_implementation=attn_implementation)
-            self.tokenizer = AutoTokenizer.from_pretrained(location)
+            config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
+            if attention_dropout is not None and hasattr(config, "attention_probs_dropout_prob"):
+                config.attention_probs_dropout_prob = attention_dropout
+            self.encoder = AutoModel.from_pretrained(location, config=config, attn_implementation=attention,
+                                                     trust_remote_code=trust_remote_code)
+            self.tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
             encoder_config = self.encoder.config.to_dict()
         else:  # from a checkpoint: the architecture only; weights and tokenizer come from the checkpoint
             config = AutoConfig.for_model(**encoder_config)
-            self.encoder = AutoModel.from_config(config, attn_implementation=attn_implementation)
+            self.encoder = AutoModel.from_config(config, attn_implementation=attention)
         if pooling == "pooler" and getattr(self.encoder, "pooler", None) is None:
             raise ValueError(f"model.pooling=pooler: '{pretrained}' has no pooler; use cls or mean")
         if pooling != "pooler" and getattr(self.encoder, "pooler", None) is not None:
@@ -106,10 +154,14 @@ class TextClassifier(L.LightningModule):
         # transformers 5 returns from_pretrained models in eval mode (dropout off) and Lightning 2.6 keeps
         # each submodule's mode: switch the encoder to train mode or it would fine-tune without dropout.
         self.encoder.train()
+        if freeze_word_embeddings:
+            self.encoder.get_input_embeddings().weight.requires_grad_(False)
         self.save_hyperparameters(
             {"id2label": id2label, "pretrained": pretrained, "pooling": pooling, "dropout": dropout, "lr": lr,
              "weight_decay": weight_decay, "warmup_fraction": warmup_fraction, "multi_label": multi_label,
-             "threshold": threshold, "class_weights": class_weights, "attn_implementation": attn_implementation,
+             "threshold": threshold, "class_weights": class_weights, "attention_dropout": attention_dropout,
+             "freeze_word_embeddings": freeze_word_embeddings, "fast_dropout": fast_dropout,
+             "attn_implementation": attn_implementation, "trust_remote_code": trust_remote_code,
              "encoder_config": encoder_config}
         )
         self.optimizer_factory = optimizer or torch.optim.AdamW
@@ -147,6 +199,10 @@ class TextClassifier(L.LightningModule):
             raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupted: {detail})") from None
         return model.eval()
 
+    def on_fit_start(self) -> None:
+        if self.hparams.fast_dropout and self.device.type == "cpu":
+            use_fast_dropout(self)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.tokenizer is not None:
             checkpoint["tokenizer_files"] = tokenizer_files(self.tokenizer)
@@ -158,6 +214,10 @@ class TextClassifier(L.LightningModule):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits, one row per text."""
+        attention = resolve_attention(self.hparams.attn_implementation, self.training)
+        if attention != self.attention:
+            self.encoder.set_attn_implementation(attention)
+            self.attention = attention
         outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
         hidden = outputs.last_hidden_state
         if self.hparams.pooling == "pooler":

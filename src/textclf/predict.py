@@ -46,7 +46,7 @@ class Predictor:
     `max_length` and `truncation` default to the values the checkpoint was trained with.
     """
 
-    def __init__(self, model: TextClassifier, batch_size: int = 256, max_length: int | None = None,
+    def __init__(self, model: TextClassifier, batch_size: int = 64, max_length: int | None = None,
                  truncation: str | None = None, precision: str = "auto", device: str = "auto") -> None:
         if model.tokenizer is None:
             raise CheckpointError("this checkpoint carries no tokenizer (saved by another program?)")

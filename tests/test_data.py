@@ -144,6 +144,8 @@ def write(path: Path, text: str | bytes) -> Path:
 @pytest.mark.parametrize(("content", "name", "expected"), [
     (None, "missing.csv", "missing.csv: file not found"),
     ("", "empty.csv", "empty.csv: file is empty"),
+    ("text,label\n", "header.csv", "header.csv: no data rows"),
+    ('text,label\n"unclosed,a\n', "quote.csv", "quote.csv: cannot be parsed: Error tokenizing data"),
     ("review,label\nhello,a\n", "nocol.csv", "nocol.csv: no column 'text' (columns: review, label)"),
     (b"text,label\ncaf\xe9,a\n", "latin1.csv", "latin1.csv: not UTF-8 text"),
     ("text,label\na,b\n", "data.xlsx", "data.xlsx: unknown file type '.xlsx'"),
@@ -160,11 +162,11 @@ def test_bad_files_give_one_line_errors_naming_the_file(tmp_path: Path, content,
 
 def test_single_class_and_unseen_labels_are_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
     one = write(tmp_path / "one.csv", "text,label\n" + "good film,pos\n" * 20)
-    with pytest.raises(DataError, match="train: only one class"):
+    with pytest.raises(DataError, match=r"one.csv \(train\): only one class \(pos\)"):
         datamodule(tiny_model_dir, tmp_path, source="files", train_file=str(one))
     train = write(tmp_path / "train.csv", "text,label\n" + "good film,pos\nbad film,neg\n" * 10)
     val = write(tmp_path / "val.csv", "text,label\ngood,pos\nodd,neutral\n")
-    with pytest.raises(DataError, match="val: row 2 has label 'neutral' that the training split never has"):
+    with pytest.raises(DataError, match=r"val.csv \(val\): row 2 has label 'neutral' that the training split never has"):
         datamodule(tiny_model_dir, tmp_path, source="files", train_file=str(train), val_file=str(val))
 
 
@@ -172,8 +174,8 @@ def test_empty_texts_are_dropped_with_a_count_or_refused(tiny_model_dir: Path, t
     path = write(tmp_path / "gaps.csv", "text,label\n" + "good film,pos\nbad film,neg\n" * 10 + ",pos\n   ,neg\n")
     module = datamodule(tiny_model_dir, tmp_path, source="files", train_file=str(path))
     assert sum(len(frame) for frame in module.frames.values()) == 20
-    assert "train: dropped 2 of 22 rows with an empty text" in capsys.readouterr().out
-    with pytest.raises(DataError, match="train: row 21 has an empty text"):
+    assert "gaps.csv (train): dropped 2 of 22 rows with an empty text" in capsys.readouterr().out
+    with pytest.raises(DataError, match=r"gaps.csv \(train\): row 21 has an empty text"):
         datamodule(tiny_model_dir, tmp_path, source="files", train_file=str(path), empty_texts="error")
 
 

@@ -44,7 +44,7 @@ def test_eval_refuses_data_whose_labels_the_checkpoint_does_not_know(trained_toy
     pd.DataFrame({"text": ["good film", "a plot"], "label": ["positive", "neutral"]}).to_csv(other, index=False)
     eval_cfg = compose_cfg(tmp_path / "eval", None, f"ckpt_path={best_checkpoint(trained_toy)}", "data=files",
                            f"data.test_file={other}", config="eval")
-    with pytest.raises(ValueError, match="test: row 2 has label 'neutral' that the checkpoint does not know"):
+    with pytest.raises(ValueError, match=r"other.csv \(test\): row 2 has label 'neutral' that the checkpoint does not know"):
         evaluate(eval_cfg)
 
 
@@ -107,7 +107,7 @@ def test_bad_checkpoints_are_refused_with_one_line(trained_toy, tmp_path: Path) 
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"this is not a checkpoint")
     for path, expected in ((tmp_path / "missing.ckpt", "checkpoint not found"),
-                           (truncated, "not a readable checkpoint"), (garbage, "not a readable checkpoint")):
+                           (truncated, "not a readable checkpoint"), (garbage, "not a PyTorch file")):
         with pytest.raises(CheckpointError) as error:
             TextClassifier.from_checkpoint(path)
         assert str(path) in str(error.value) and expected in str(error.value) and "\n" not in str(error.value)

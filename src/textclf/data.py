@@ -297,7 +297,7 @@ class TextClassificationDataModule(L.LightningDataModule):
                    for split, path in named.items() if path}
         else:
             raw = sources.PACKAGED[hp.source]()
-        splits = {name: clean_split(frame, name, hp.empty_texts) for name, frame in raw.items()}
+        splits = {name: clean_split(frame, self.where(name), hp.empty_texts) for name, frame in raw.items()}
         splits = {name: frame.assign(label=[row_labels(v, hp.label_delimiter) if hp.multi_label else (str(v),)
                                             for v in frame["label"]])
                   for name, frame in splits.items()}
@@ -311,20 +311,26 @@ class TextClassificationDataModule(L.LightningDataModule):
                 splits["train"] = splits["train"].iloc[: hp.max_train_examples]
         return splits
 
+    def where(self, split: str) -> str:
+        """How an error names a split: its file, when it has one."""
+        path = self.hparams.get(f"{split}_file") if self.hparams.source == "files" else None
+        return f"{path} ({split})" if path else split
+
     def check_labels(self, splits: Splits) -> None:
-        """Refuse labels that the model cannot learn or predict, naming the split and row."""
+        """Refuse labels that the model cannot learn or predict, naming the split (file) and row."""
         if self.id2label:
             known, reference = set(self.id2label.values()), "the checkpoint does not know"
         else:
             known, reference = {name for names in splits["train"]["label"] for name in names}, "the training split never has"
             if len(known) < 2 and not self.hparams.multi_label:
-                raise DataError(f"train: only one class ({next(iter(known), 'none')}); a classifier needs two or more")
+                raise DataError(f"{self.where('train')}: only one class ({next(iter(known), 'none')}); "
+                                "a classifier needs two or more")
         for split, frame in splits.items():
             unknown = frame["label"].map(lambda names: not set(names) <= known)
             if unknown.any():
                 row = int(np.flatnonzero(unknown.to_numpy())[0])
                 name = next(n for n in frame["label"].iloc[row] if n not in known)
-                raise DataError(f"{split}: row {row + 1} has label '{name}' that {reference} "
+                raise DataError(f"{self.where(split)}: row {row + 1} has label '{name}' that {reference} "
                                 f"({int(unknown.sum())} such rows)")
 
     def encode_labels(self, labels: pd.Series) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,8 @@ class TextClassifier(L.LightningModule):
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: checkpoint not found")
+        if not zipfile.is_zipfile(path):  # every checkpoint torch.save has written since PyTorch 1.6
+            raise CheckpointError(f"{path}: not a readable checkpoint (truncated, corrupted or not a PyTorch file)")
         try:
             model = cls.load_from_checkpoint(path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as error:
@@ -195,7 +198,7 @@ class TextClassifier(L.LightningModule):
         except (KeyError, TypeError) as error:
             raise CheckpointError(f"{path}: not a textclf checkpoint (missing {error})") from None
         except Exception as error:  # the unpickler fails in many ways on a damaged file
-            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            detail = str(error).strip().split(". ")[0] if str(error).strip() else type(error).__name__
             raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupted: {detail})") from None
         return model.eval()
 

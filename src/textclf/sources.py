@@ -130,6 +130,8 @@ def read_table(path: str | Path, text_column: str, label_column: str | None) -> 
             raise
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DataError(f"{path}: cannot be parsed: {first_line}") from None
+    if frame.empty:
+        raise DataError(f"{path}: no data rows")
     wanted = [text_column] + ([label_column] if label_column else [])
     missing = [column for column in wanted if column not in frame.columns]
     if missing:

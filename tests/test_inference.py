@@ -139,3 +139,15 @@ def test_plain_text_input_is_cut_at_newlines_only_and_must_be_utf8(tmp_path: Pat
     path.write_bytes(b"fine\nfine\ncaf\xe9\n")
     with pytest.raises(DataError, match=r"texts.txt: line 3 is not UTF-8 text"):
         read_texts(str(path), "text")
+
+
+def test_int8_quantized_prediction_stays_close(trained_toy) -> None:
+    texts = toy_reviews(200, seed=11)
+    quantized = Predictor.from_checkpoint(best_checkpoint(trained_toy), quantize=True)
+    assert "DynamicQuantizedLinear" in str(quantized.model)
+    plain = Predictor.from_checkpoint(best_checkpoint(trained_toy), precision="32-true")
+    labels = texts["label"].tolist()
+    quantized_labels = quantized.labels_of(quantized.predict_proba(texts["text"].tolist()))
+    assert np.mean([a == b for a, b in zip(quantized_labels, labels)]) >= 0.9
+    agreement = np.mean([a == b for a, b in zip(quantized_labels, plain.labels_of(plain.predict_proba(texts["text"].tolist())))])
+    assert agreement >= 0.95

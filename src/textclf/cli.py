@@ -6,12 +6,23 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import hydra
 from omegaconf import DictConfig
 
 from textclf.model import CheckpointError
 from textclf.sources import DataError
 
 CONFIG_PATH = "pkg://textclf.conf"
+
+
+def command_main(function: Callable[[DictConfig], Any], config_name: str) -> Callable[[], Any]:
+    """The Hydra entry point of a `textclf-*` command that runs `function` on config `config_name`."""
+
+    @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)
+    def main(cfg: DictConfig) -> Any:
+        return run_command(function, cfg)
+
+    return main
 
 
 def run_command(function: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import hydra
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -21,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
-from textclf.cli import CONFIG_PATH, run_command
+from textclf.cli import command_main
 from textclf.model import stage_metrics
 from textclf.predict import Predictor, write_atomically
 from textclf.train import write_json_atomically
@@ -135,10 +134,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
-def main(cfg: DictConfig) -> None:
-    run_command(evaluate, cfg)
-
+main = command_main(evaluate, "eval")
 
 if __name__ == "__main__":
     main()

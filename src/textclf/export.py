@@ -15,14 +15,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedTokenizerBase
 
-from textclf.cli import CONFIG_PATH, run_command
+from textclf.cli import command_main
 from textclf.model import CheckpointError, TextClassifier
 
 PROBE_TEXTS = ["a short one", "a somewhat longer text to check that padding and masks agree with each other",
@@ -125,10 +124,7 @@ def export(cfg: DictConfig) -> Path:
     return target
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
-def main(cfg: DictConfig) -> None:
-    run_command(export, cfg)
-
+main = command_main(export, "export")
 
 if __name__ == "__main__":
     main()

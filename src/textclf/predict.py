@@ -14,10 +14,10 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import pandas as pd
 import torch
@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from textclf.data import TRUNCATIONS, LengthBucketBatchSampler, PadCollator, TokenizedSplit, encode
 from textclf.model import CheckpointError, TextClassifier
 from textclf.sources import DataError, read_table
-from textclf.cli import CONFIG_PATH, run_command
+from textclf.cli import command_main
 from textclf.train import resolve_precision
 
 ENCODE_CHUNK = 10_000
@@ -47,7 +47,8 @@ class Predictor:
     """
 
     def __init__(self, model: TextClassifier, batch_size: int = 64, max_length: int | None = None,
-                 truncation: str | None = None, precision: str = "auto", device: str = "auto") -> None:
+                 truncation: str | None = None, precision: str = "auto", device: str = "auto",
+                 quantize: bool = False) -> None:
         if model.tokenizer is None:
             raise CheckpointError("this checkpoint carries no tokenizer (saved by another program?)")
         self.device = pick_device(device)
@@ -60,6 +61,20 @@ class Predictor:
             raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, not '{self.truncation}'")
         precision = resolve_precision(precision)
         self.autocast_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(precision))
+        if quantize:
+            self.quantize_int8()
+
+    def quantize_int8(self) -> None:
+        """Dynamic int8 quantization of every Linear layer, for CPU inference (fp32 elsewhere). PyTorch
+        marks `quantize_dynamic` deprecated (torchao succeeds it) but it still works in 2.13."""
+        if self.device.type != "cpu":
+            raise ValueError("quantize=true is for CPU inference (device=cpu)")
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            self.model = quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.autocast_dtype = None  # int8 kernels take fp32 activations
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **options: Any) -> Predictor:
@@ -172,7 +187,8 @@ def write_predictions(output: str, texts: list[str], labels: list[Any], probabil
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Read, predict, write; return counts and throughput."""
     predictor = Predictor.from_checkpoint(cfg.ckpt_path, batch_size=cfg.batch_size, max_length=cfg.max_length,
-                                          truncation=cfg.truncation, precision=cfg.precision, device=cfg.device)
+                                          truncation=cfg.truncation, precision=cfg.precision, device=cfg.device,
+                                          quantize=cfg.quantize)
     texts = read_texts(str(cfg.input), cfg.text_column)
     if not texts:
         raise DataError(f"{cfg.input}: no texts to predict")
@@ -186,10 +202,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     return stats
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
-def main(cfg: DictConfig) -> None:
-    run_command(predict, cfg)
-
+main = command_main(predict, "predict")
 
 if __name__ == "__main__":
     main()

@@ -232,3 +232,13 @@ def test_users_add_their_own_config_dir_through_the_search_path(make_cfg, toy_cs
     assert cfg.data.source == "files" and cfg.data.max_length == 24 and cfg.data.batch_size == 32
     metrics, _ = train(cfg)
     assert "val/acc" in metrics
+
+
+def test_a_bad_setting_ends_the_command_with_one_line_naming_the_key(make_cfg, toy_csv: Path, capsys) -> None:
+    from textclf.cli import run_command
+
+    cfg = make_cfg(*toy_training(toy_csv), "model.pooling=max")
+    with pytest.raises(SystemExit) as exit_info:
+        run_command(train, cfg)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == "textclf: error: model.pooling must be one of pooler, cls, mean, not 'max'"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import hydra
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from textclf.model import CheckpointError
@@ -26,9 +27,13 @@ def command_main(function: Callable[[DictConfig], Any], config_name: str) -> Cal
 
 
 def run_command(function: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """Run a command's function; bad input or a bad checkpoint ends it with one line and exit status 2."""
+    """Run a command's function; bad input, a bad setting or a bad checkpoint ends it with one line and
+    exit status 2 (Hydra wraps errors raised while building objects from the config: unwrap those)."""
     try:
         return function(cfg)
-    except (DataError, CheckpointError) as error:
-        print(f"textclf: error: {error}", file=sys.stderr)
+    except (DataError, CheckpointError, InstantiationException) as error:
+        cause = error.__cause__ if isinstance(error, InstantiationException) else error
+        if not isinstance(cause, ValueError):
+            raise
+        print(f"textclf: error: {cause}", file=sys.stderr)
         sys.exit(2)

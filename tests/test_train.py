@@ -16,6 +16,7 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from conftest import toy_reviews, toy_training
 from textclf.model import TextClassifier
@@ -67,6 +68,9 @@ def test_training_learns_and_writes_checkpoints_metrics_and_events(trained_toy) 
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "val/acc", "val/f1", "lr/decay", "lr/no_decay"} <= tags
     learning_rates = [event.value for event in events.Scalars("lr/decay")]
+    assert {"hp/val_acc_best", "hp/test_acc", "hp/test_f1"} <= tags  # the hparams tab's metrics
+    session = HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/session_start_info"])
+    assert session.session_start_info.hparams["model.lr"].number_value == pytest.approx(3e-3)
     peak = max(learning_rates)  # warm-up, then linear decay towards zero
     assert learning_rates[0] < peak <= 3e-3 and learning_rates[-1] < 0.2 * peak
 

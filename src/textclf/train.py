@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from textclf.cli import CONFIG_PATH, run_command
@@ -50,6 +51,22 @@ def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
+HPARAM_METRICS = ("val/acc_best", "test/acc", "test/f1")
+
+
+def log_hparams_with_metrics(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
+    """TensorBoard's hparams tab: the settings a sweep varies, next to the run's final metrics (logged
+    as hp/* so the metric curves keep one point per step)."""
+    settings = {f"{group}.{key}": value for group in ("model", "data", "trainer")
+                for key, value in OmegaConf.to_container(cfg[group], resolve=True).items()
+                if isinstance(value, (int, float, str, bool)) and not key.startswith("_")}
+    settings["seed"] = cfg.seed
+    final = {f"hp/{key.replace('/', '_')}": metrics[key] for key in HPARAM_METRICS if key in metrics}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger) and final:
+            logger.log_hyperparams(settings, metrics=final)
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit the model, test the best checkpoint, write `metrics.json`; return (metrics, objects)."""
     L.seed_everything(cfg.seed, workers=True)
@@ -82,6 +99,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
         metrics |= scalars(trainer.callback_metrics, "test/")
 
+    log_hparams_with_metrics(trainer, cfg, metrics)
     if trainer.is_global_zero:
         write_json_atomically(output_dir / "metrics.json", {**metrics, "best_model_path": best_path})
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}

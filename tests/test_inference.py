@@ -151,3 +151,13 @@ def test_int8_quantized_prediction_stays_close(trained_toy) -> None:
     assert np.mean([a == b for a, b in zip(quantized_labels, labels)]) >= 0.9
     agreement = np.mean([a == b for a, b in zip(quantized_labels, plain.labels_of(plain.predict_proba(texts["text"].tolist())))])
     assert agreement >= 0.95
+
+
+def test_an_unknown_output_type_is_refused_before_any_work(tmp_path: Path) -> None:
+    from textclf.predict import predict
+    from textclf.sources import DataError
+
+    cfg = compose_cfg(tmp_path / "p", None, f"ckpt_path={tmp_path / 'never-loaded.ckpt'}", f"input={tmp_path / 'x.txt'}",
+                      f"output={tmp_path / 'out.xlsx'}", config="predict")
+    with pytest.raises(DataError, match=r"out.xlsx: unknown output type '.xlsx'"):
+        predict(cfg)

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
 from textclf.cli import command_main
+from textclf.sources import DataError
 from textclf.model import stage_metrics
 from textclf.predict import Predictor, write_atomically
 from textclf.train import write_json_atomically
@@ -91,7 +92,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                              max_length=predictor.max_length, truncation=predictor.truncation)
     datamodule.setup("test")
     if cfg.split not in datamodule.datasets:
-        raise ValueError(f"split '{cfg.split}' is not in this data (it has {', '.join(datamodule.datasets)})")
+        raise DataError(f"split={cfg.split}: not in this data (it has {', '.join(datamodule.datasets)})")
     dataset = datamodule.datasets[cfg.split]
     loader = datamodule.dataloader(cfg.split)
     probabilities = predictor.predict_loader(loader, len(dataset), show_progress=len(dataset) >= 2_000)

@@ -164,28 +164,38 @@ def predictions_frame(texts: list[str], labels: list[Any], probabilities: np.nda
     return frame
 
 
+def output_format(output: str) -> str:
+    """csv, jsonl or stdout, checked before any work is done."""
+    if output == "-":
+        return "stdout"
+    suffix = Path(output).suffix.lower().lstrip(".")
+    if suffix not in ("csv", "jsonl"):
+        raise DataError(f"{output}: unknown output type '.{suffix}' (use .csv or .jsonl, or - for stdout)")
+    return suffix
+
+
 def write_predictions(output: str, texts: list[str], labels: list[Any], probabilities: np.ndarray,
                       id2label: dict[int, str]) -> None:
-    if output == "-":
+    kind = output_format(output)
+    if kind == "stdout":
         predictions_frame(texts, labels, probabilities, id2label).to_csv(sys.stdout, index=False)
         return
     path = Path(output)
-    if path.suffix.lower() == ".jsonl":
+    if kind == "jsonl":
         def write(target: Path) -> None:
             with target.open("w", encoding="utf-8") as handle:
                 for text, label, row in zip(texts, labels, probabilities):
                     probs = {id2label[i]: round(float(p), 6) for i, p in enumerate(row)}
                     handle.write(json.dumps({"text": text, "label": label, "probabilities": probs}, ensure_ascii=False) + "\n")
-    elif path.suffix.lower() == ".csv":
+    else:
         def write(target: Path) -> None:
             predictions_frame(texts, labels, probabilities, id2label).to_csv(target, index=False)
-    else:
-        raise DataError(f"{path}: unknown output type '{path.suffix}' (use .csv or .jsonl, or - for stdout)")
     write_atomically(path, write)
 
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Read, predict, write; return counts and throughput."""
+    output_format(str(cfg.output))
     predictor = Predictor.from_checkpoint(cfg.ckpt_path, batch_size=cfg.batch_size, max_length=cfg.max_length,
                                           truncation=cfg.truncation, precision=cfg.precision, device=cfg.device,
                                           quantize=cfg.quantize)

@@ -111,8 +111,13 @@ class FitTimer(L.Callback):
 
 def run_hf(args: argparse.Namespace, dynamic_bf16: bool) -> dict[str, float]:
     import numpy as np
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     from textclf.pretrained import resolve_pretrained
 

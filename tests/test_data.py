@@ -7,11 +7,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import toy_reviews
+
 from textclf import sources
-from textclf.data import (LengthBucketBatchSampler, PadCollator, TextClassificationDataModule, load_tokenizer,
-                          sorted_labels, tokenize_cached)
+from textclf.data import (
+    LengthBucketBatchSampler,
+    PadCollator,
+    TextClassificationDataModule,
+    load_tokenizer,
+    sorted_labels,
+    tokenize_cached,
+)
 from textclf.sources import DataError
 
 

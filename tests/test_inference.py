@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import compose_cfg, toy_reviews
 from transformers import pipeline
 
-from conftest import compose_cfg, toy_reviews
 from textclf.evaluate import evaluate
 from textclf.export import export
 from textclf.model import CheckpointError, TextClassifier

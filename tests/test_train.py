@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import toy_reviews, toy_training
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from conftest import toy_reviews, toy_training
 from textclf.model import TextClassifier
 from textclf.pretrained import resolve_pretrained
 from textclf.train import resolve_precision, train

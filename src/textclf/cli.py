@@ -1,9 +1,12 @@
-"""What the `textclf-*` commands share: where their configs live and how they fail."""
+"""What the `textclf-*` commands share: where their configs live, how they fail, how they write files."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -37,3 +40,18 @@ def run_command(function: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
             raise
         print(f"textclf: error: {cause}", file=sys.stderr)
         sys.exit(2)
+
+
+def write_atomically(path: Path, write: Any) -> None:
+    """`write(temporary_path)`, then rename: readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
+    write_atomically(path, lambda target: target.write_text(json.dumps(payload, indent=2) + "\n"))

@@ -20,11 +20,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
-from textclf.cli import command_main
-from textclf.sources import DataError
+from textclf.cli import command_main, write_atomically, write_json_atomically
 from textclf.model import stage_metrics
-from textclf.predict import Predictor, write_atomically
-from textclf.train import write_json_atomically
+from textclf.predict import Predictor
+from textclf.sources import DataError
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)

@@ -19,7 +19,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    PreTrainedTokenizerBase,
+)
 
 from textclf.cli import command_main
 from textclf.model import CheckpointError, TextClassifier

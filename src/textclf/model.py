@@ -13,9 +13,23 @@ import lightning as L
 import torch
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
-from torchmetrics.classification import (MulticlassAccuracy, MulticlassF1Score, MulticlassPrecision, MulticlassRecall,
-                                         MultilabelAccuracy, MultilabelF1Score, MultilabelPrecision, MultilabelRecall)
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+    MultilabelAccuracy,
+    MultilabelF1Score,
+    MultilabelPrecision,
+    MultilabelRecall,
+)
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    get_linear_schedule_with_warmup,
+)
 
 from textclf.pretrained import resolve_pretrained
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import time
 import warnings
@@ -25,10 +24,16 @@ from omegaconf import DictConfig
 from rich.progress import Progress
 from torch.utils.data import DataLoader
 
-from textclf.data import TRUNCATIONS, LengthBucketBatchSampler, PadCollator, TokenizedSplit, encode
+from textclf.cli import command_main, write_atomically
+from textclf.data import (
+    TRUNCATIONS,
+    LengthBucketBatchSampler,
+    PadCollator,
+    TokenizedSplit,
+    encode,
+)
 from textclf.model import CheckpointError, TextClassifier
 from textclf.sources import DataError, read_table
-from textclf.cli import command_main
 from textclf.train import resolve_precision
 
 ENCODE_CHUNK = 10_000
@@ -143,17 +148,6 @@ def split_lines(text: str) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
-
-
-def write_atomically(path: Path, write: Any) -> None:
-    """`write(temporary_path)`, then rename: readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def predictions_frame(texts: list[str], labels: list[Any], probabilities: np.ndarray,

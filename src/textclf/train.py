@@ -7,7 +7,6 @@ Hydra entry point and returns the metric a sweep optimizes.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from textclf.cli import CONFIG_PATH, run_command
+from textclf.cli import CONFIG_PATH, run_command, write_json_atomically
+
 
 def resolve_precision(precision: str | int) -> str | int:
     """`auto`: bf16 mixed precision where the hardware runs bf16 fast (a CUDA GPU with bf16, or a CPU with
@@ -42,13 +42,6 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 
 def scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
     return {key: float(value) for key, value in sorted(metrics.items()) if key.startswith(prefix)}
-
-
-def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a temporary file and rename, so a reader never sees half a file."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(temporary, path)
 
 
 HPARAM_METRICS = ("val/acc_best", "test/acc", "test/f1")

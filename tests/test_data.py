@@ -113,8 +113,11 @@ def test_bucket_sampler_covers_everything_once_reshuffles_and_cuts_padding() -> 
 def test_bucket_sampler_shards_disjointly_across_ranks() -> None:
     lengths = np.arange(100)
     shards = [list(LengthBucketBatchSampler(lengths, 8, shuffle=True, num_replicas=2, rank=r)) for r in (0, 1)]
-    assert len(shards[0]) == len(shards[1])
+    assert len(shards[0]) == len(shards[1])  # the same number of optimizer steps on every rank
     assert not {i for b in shards[0] for i in b} & {i for b in shards[1] for i in b}
+    evaluation = [list(LengthBucketBatchSampler(lengths[:5], 128, shuffle=False, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert sorted(i for shard in evaluation for b in shard for i in b) == list(range(5))  # all, once
+    assert all(len(shard) == 1 for shard in evaluation)  # even one batch of 5 gives every rank work
 
 
 def test_tokenization_runs_once_and_is_then_read_from_the_cache(tiny_model_dir: Path, tmp_path: Path) -> None:

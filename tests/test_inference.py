@@ -161,3 +161,24 @@ def test_an_unknown_output_type_is_refused_before_any_work(tmp_path: Path) -> No
                       f"output={tmp_path / 'out.xlsx'}", config="predict")
     with pytest.raises(DataError, match=r"out.xlsx: unknown output type '.xlsx'"):
         predict(cfg)
+
+
+def test_ddp_sim_trains_over_two_processes_and_matches_a_single_process_evaluation(tiny_model_dir: Path,
+                                                                                    tmp_path: Path) -> None:
+    from conftest import toy_training
+    from textclf.train import train
+
+    csv = tmp_path / "reviews.csv"
+    toy_reviews(600).to_csv(csv, index=False)
+    cfg = compose_cfg(tmp_path / "run", tiny_model_dir, *toy_training(csv), "trainer=ddp_sim",
+                      "trainer.max_epochs=6", "callbacks.early_stopping=null")
+    metrics, _ = train(cfg)
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == ["checkpoints", "metrics.json", "tensorboard"]
+    assert len(list((run / "checkpoints").glob("epoch*.ckpt"))) == 1
+    saved = json.loads((run / "metrics.json").read_text())
+    single = evaluate(compose_cfg(tmp_path / "eval", None, f"ckpt_path={saved['best_model_path']}", "data=files",
+                                  f"data.train_file={csv}", "precision=32-true", config="eval"))
+    for key in ("test/acc", "test/f1", "test/precision", "test/recall", "test/loss"):
+        assert saved[key] == pytest.approx(single[key], abs=1e-5), key
+    assert saved["test/acc"] >= 0.9

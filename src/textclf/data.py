@@ -75,8 +75,9 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
     Training: shuffle all examples, cut them into chunks of `bucket_batches` batches, sort each chunk by
     length, cut it into batches and shuffle the batches. Each batch is a random draw from a random
     chunk, so learning is as good as plain shuffling while padding nearly disappears.
-    Evaluation (`shuffle=False`): all examples sorted by length, longest first.
-    Under several processes each rank takes every `num_replicas`-th batch.
+    Evaluation (`shuffle=False`): examples sorted by length, longest first.
+    Under several processes each rank takes every `num_replicas`-th training batch, or every
+    `num_replicas`-th evaluation example (so every rank has work and none is seen twice).
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0,
@@ -89,8 +90,9 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def _batches(self) -> list[np.ndarray]:
-        if not self.shuffle:
-            order = np.argsort(-self.lengths, kind="stable")
+        """This rank's batches."""
+        if not self.shuffle:  # evaluation: every rank takes every num_replicas-th example, longest first
+            order = np.argsort(-self.lengths, kind="stable")[self.rank :: self.num_replicas]
             return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         rng = np.random.default_rng(self.seed + self.epoch)
         order = rng.permutation(len(self.lengths))
@@ -102,23 +104,18 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
             batches += [part[i : i + self.batch_size] for i in range(0, len(part), self.batch_size)]
         if self.drop_last and len(batches[-1]) < self.batch_size:
             batches = [batch for batch in batches if len(batch) == self.batch_size]
-        return [batches[i] for i in rng.permutation(len(batches))]
-
-    def _my_batches(self) -> list[np.ndarray]:
-        batches = self._batches()
-        if self.num_replicas == 1:
-            return batches
-        if self.shuffle:  # every rank must take the same number of optimizer steps
-            batches = batches[: len(batches) // self.num_replicas * self.num_replicas]
-        return batches[self.rank :: self.num_replicas]
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+        # training: every rank takes the same number of batches, so all take the same optimizer steps
+        usable = len(batches) // self.num_replicas * self.num_replicas
+        return batches[: max(usable, self.num_replicas)][self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self._my_batches()
+        batches = self._batches()
         self.epoch += 1  # a fresh order next time, also when nobody calls set_epoch
         return iter([batch.tolist() for batch in batches])
 
     def __len__(self) -> int:
-        return len(self._my_batches())
+        return len(self._batches())
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:

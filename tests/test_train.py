@@ -246,3 +246,10 @@ def test_a_bad_setting_ends_the_command_with_one_line_naming_the_key(make_cfg, t
         run_command(train, cfg)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == "textclf: error: model.pooling must be one of pooler, cls, mean, not 'max'"
+
+
+def test_compiled_encoder_trains_and_its_checkpoint_loads_uncompiled(make_cfg, toy_csv: Path) -> None:
+    cfg = make_cfg(*toy_training(toy_csv), "model.compile=true", "trainer.max_epochs=2")
+    metrics, objects = train(cfg)
+    restored = TextClassifier.from_checkpoint(objects["trainer"].checkpoint_callback.best_model_path)
+    assert metrics["test/acc"] >= 0.9 and restored.id2label == {0: "negative", 1: "positive"}

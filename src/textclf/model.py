@@ -137,6 +137,7 @@ class TextClassifier(L.LightningModule):
         attention_dropout: float | None = None,
         freeze_word_embeddings: bool = False,
         fast_dropout: bool = True,
+        compile: bool = False,
         attn_implementation: str = "auto",
         trust_remote_code: bool = False,
         encoder_config: dict[str, Any] | None = None,
@@ -175,7 +176,7 @@ class TextClassifier(L.LightningModule):
             {"id2label": id2label, "pretrained": pretrained, "pooling": pooling, "dropout": dropout, "lr": lr,
              "weight_decay": weight_decay, "warmup_fraction": warmup_fraction, "multi_label": multi_label,
              "threshold": threshold, "class_weights": class_weights, "attention_dropout": attention_dropout,
-             "freeze_word_embeddings": freeze_word_embeddings, "fast_dropout": fast_dropout,
+             "freeze_word_embeddings": freeze_word_embeddings, "fast_dropout": fast_dropout, "compile": compile,
              "attn_implementation": attn_implementation, "trust_remote_code": trust_remote_code,
              "encoder_config": encoder_config}
         )
@@ -219,6 +220,8 @@ class TextClassifier(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.hparams.fast_dropout and self.device.type == "cpu":
             use_fast_dropout(self)
+        if self.hparams.compile:  # in place: the state dict keeps its keys
+            self.encoder.compile(dynamic=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.tokenizer is not None:

@@ -253,3 +253,14 @@ def test_compiled_encoder_trains_and_its_checkpoint_loads_uncompiled(make_cfg, t
     metrics, objects = train(cfg)
     restored = TextClassifier.from_checkpoint(objects["trainer"].checkpoint_callback.best_model_path)
     assert metrics["test/acc"] >= 0.9 and restored.id2label == {0: "negative", 1: "positive"}
+
+
+def test_the_same_seed_and_config_give_the_same_metrics(make_cfg, toy_csv: Path, tmp_path: Path) -> None:
+    first = make_cfg(*toy_training(toy_csv), "trainer.max_epochs=2", "seed=7")
+    metrics_first, _ = train(first)
+    saved_first = json.loads((Path(first.paths.output_dir) / "metrics.json").read_text())
+    again, _ = train(make_cfg(*toy_training(toy_csv), "trainer.max_epochs=2", "seed=7"))
+    assert again == metrics_first
+    other, _ = train(make_cfg(*toy_training(toy_csv), "trainer.max_epochs=2", "seed=8"))
+    assert other["val/loss"] != metrics_first["val/loss"]  # the seed does reach the training
+    assert {k: v for k, v in saved_first.items() if k != "best_model_path"} == metrics_first

@@ -29,7 +29,7 @@ from textclf.pretrained import resolve_pretrained
 from textclf.sources import DataError, Splits
 
 SPLITS = ("train", "val", "test")
-CACHE_FORMAT = 1  # bump when the cached arrays change meaning
+CACHE_FORMAT = 2  # bump when the cached arrays or the key change meaning
 TOKENIZE_CHUNK = 10_000
 
 
@@ -152,16 +152,19 @@ def encode(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int
     return [ids if len(ids) <= max_length else ids[: 1 + head] + ids[len(ids) - suffix - tail :] for ids in full]
 
 
-def tokenize_cached(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int,
+def tokenize_cached(texts: pd.Series | list[str], tokenizer: PreTrainedTokenizerBase, max_length: int,
                     cache_dir: str | Path | None, truncation: str = "head",
                     description: str = "tokenizing") -> tuple[np.ndarray, np.ndarray]:
     """Token ids (flat) and offsets for `texts`, from the disk cache when the same texts, tokenizer,
     `max_length` and truncation were tokenized before. The cache entry is written to a temporary folder
-    and renamed, so a killed run never leaves half an entry."""
-    key = hashlib.sha256(
-        json.dumps([CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length, truncation]).encode()
-        + b"\0".join(text.encode("utf-8", "surrogatepass") for text in texts)
-    ).hexdigest()[:32]
+    and renamed, so a killed run never leaves half an entry. Texts become Python strings one chunk at a
+    time, so a large corpus is never held as Python objects."""
+    texts = pd.Series(texts, dtype="str") if isinstance(texts, list) else texts
+    chunks = [texts.iloc[start : start + TOKENIZE_CHUNK] for start in range(0, len(texts), TOKENIZE_CHUNK)]
+    digest = hashlib.sha256(json.dumps([CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length, truncation]).encode())
+    for chunk in chunks:
+        digest.update("\0".join(chunk.tolist()).encode("utf-8", "surrogatepass") + b"\1")
+    key = digest.hexdigest()[:32]
     entry = Path(cache_dir) / key if cache_dir else None
     if entry is not None and (entry / "offsets.npy").is_file():
         return np.load(entry / "input_ids.npy", mmap_mode="r"), np.load(entry / "offsets.npy")
@@ -169,8 +172,8 @@ def tokenize_cached(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_le
     pieces, lengths = [], []
     with Progress(transient=True, disable=len(texts) < 4 * TOKENIZE_CHUNK) as progress:
         task = progress.add_task(description, total=len(texts))
-        for start in range(0, len(texts), TOKENIZE_CHUNK):
-            encoded = encode(texts[start : start + TOKENIZE_CHUNK], tokenizer, max_length, truncation)
+        for chunk in chunks:
+            encoded = encode(chunk.tolist(), tokenizer, max_length, truncation)
             lengths += [len(ids) for ids in encoded]
             pieces += [np.asarray(ids, dtype=np.int32) for ids in encoded]
             progress.advance(task, len(encoded))
@@ -206,19 +209,19 @@ def row_labels(value: Any, delimiter: str | None) -> tuple[str, ...]:
 
 def clean_split(frame: pd.DataFrame, split: str, empty_texts: str) -> pd.DataFrame:
     """Drop (or refuse) empty and missing texts, and refuse missing labels, naming the row."""
-    text = frame["text"]
-    empty = text.isna() | (text.astype(str).str.strip() == "")
+    text = frame["text"].astype("str")  # Arrow-backed; string checks run in Arrow, not per Python object
+    empty = text.isna() | (text.str.strip() == "")
     if empty.any():
         if empty_texts == "error":
             raise DataError(f"{split}: row {int(np.flatnonzero(empty.to_numpy())[0]) + 1} has an empty text "
                             f"({int(empty.sum())} such rows; set data.empty_texts=drop to drop them)")
         print(f"[textclf] {split}: dropped {int(empty.sum())} of {len(frame)} rows with an empty text")
-        frame = frame.loc[~empty]
+        frame, text = frame.loc[~empty], text.loc[~empty]
     if "label" in frame:
         missing = frame["label"].map(lambda value: value is None or (isinstance(value, float) and np.isnan(value)))
         if missing.any():
             raise DataError(f"{split}: row {int(np.flatnonzero(missing.to_numpy())[0]) + 1} has no label")
-    return frame.assign(text=frame["text"].astype(str)).reset_index(drop=True)
+    return frame.assign(text=text).reset_index(drop=True)
 
 
 def split_off(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -351,7 +354,7 @@ class TextClassificationDataModule(L.LightningDataModule):
             names = {name for frame in self.frames.values() for names in frame["label"] for name in names}
             self.id2label = dict(enumerate(sorted_labels(names)))
         for split, frame in self.frames.items():
-            input_ids, offsets = tokenize_cached(frame["text"].tolist(), self.tokenizer, hp.max_length,
+            input_ids, offsets = tokenize_cached(frame["text"], self.tokenizer, hp.max_length,
                                                  hp.cache_dir, hp.truncation, f"tokenizing {split}")
             self.datasets[split] = TokenizedSplit(input_ids, offsets, self.encode_labels(frame["label"]))
 

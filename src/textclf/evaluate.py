@@ -108,7 +108,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     frame = datamodule.frames[cfg.split]
     wrong = np.flatnonzero((predicted != truth).any(1))
     misclassified = pd.DataFrame({
-        "text": frame["text"].to_numpy()[wrong],
+        "text": frame["text"].iloc[wrong].tolist(),
         "true": ["|".join(np.array(names)[truth[i]]) for i in wrong],
         "predicted": ["|".join(np.array(names)[predicted[i]]) for i in wrong],
         "probability": [float(probabilities[i][predicted[i]].max()) if predicted[i].any() else 0.0 for i in wrong],

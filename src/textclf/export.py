@@ -94,7 +94,7 @@ def to_onnx(model: TextClassifier, directory: Path, opset: int) -> None:
     path = directory / "model.onnx"
     sequence, batch_axis = torch.export.Dim("sequence", max=4096), torch.export.Dim("batch")
     torch.onnx.export(
-        LogitsOnly(model), (batch["input_ids"], batch["attention_mask"]), str(path), dynamo=True,
+        LogitsOnly(model).eval(), (batch["input_ids"], batch["attention_mask"]), str(path), dynamo=True,
         input_names=["input_ids", "attention_mask"], output_names=["logits"], opset_version=opset,
         dynamic_shapes={"input_ids": {0: batch_axis, 1: sequence}, "attention_mask": {0: batch_axis, 1: sequence}},
         external_data=False,

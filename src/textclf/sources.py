@@ -115,8 +115,8 @@ def read_table(path: str | Path, text_column: str, label_column: str | None) -> 
     suffix = path.suffix.lower()
     try:
         if suffix in {".csv", ".tsv", ".tab"}:
-            frame = pd.read_csv(path, sep="\t" if suffix != ".csv" else ",", dtype=object,
-                                keep_default_na=False, encoding="utf-8")
+            frame = pd.read_csv(path, sep="\t" if suffix != ".csv" else ",", keep_default_na=False,
+                                encoding="utf-8")
         elif suffix in {".jsonl", ".json"}:
             frame = pd.read_json(path, lines=True, dtype=False)
         elif suffix == ".parquet":
@@ -136,7 +136,8 @@ def read_table(path: str | Path, text_column: str, label_column: str | None) -> 
     missing = [column for column in wanted if column not in frame.columns]
     if missing:
         raise DataError(f"{path}: no column '{missing[0]}' (columns: {', '.join(map(str, frame.columns))})")
-    result = pd.DataFrame({"text": frame[text_column]})
+    # Arrow-backed strings (pandas' `str` dtype): the corpus is not held as Python objects
+    result = pd.DataFrame({"text": frame[text_column].astype("str")})
     if label_column:
         result["label"] = frame[label_column]
     return result

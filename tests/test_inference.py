@@ -166,6 +166,7 @@ def test_an_unknown_output_type_is_refused_before_any_work(tmp_path: Path) -> No
 def test_ddp_sim_trains_over_two_processes_and_matches_a_single_process_evaluation(tiny_model_dir: Path,
                                                                                     tmp_path: Path) -> None:
     from conftest import toy_training
+
     from textclf.train import train
 
     csv = tmp_path / "reviews.csv"

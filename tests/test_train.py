@@ -69,6 +69,8 @@ def test_training_learns_and_writes_checkpoints_metrics_and_events(trained_toy) 
     assert {"train/loss", "val/acc", "val/f1", "lr/decay", "lr/no_decay"} <= tags
     learning_rates = [event.value for event in events.Scalars("lr/decay")]
     assert {"hp/val_acc_best", "hp/test_acc", "hp/test_f1"} <= tags  # the hparams tab's metrics
+    assert {"val/confusion_matrix", "test/confusion_matrix"} <= set(events.Tags()["images"])
+    assert len(events.Images("val/confusion_matrix")) == cfg.trainer.max_epochs  # one picture per validation
     session = HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/session_start_info"])
     assert session.session_start_info.hparams["model.lr"].number_value == pytest.approx(3e-3)
     peak = max(learning_rates)  # warm-up, then linear decay towards zero

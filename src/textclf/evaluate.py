@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import numpy as np
 import pandas as pd
 import torch
@@ -22,11 +21,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 from textclf.cli import command_main, write_atomically, write_json_atomically
 from textclf.model import stage_metrics
+from textclf.plots import confusion_figure
 from textclf.predict import Predictor
 from textclf.sources import DataError
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
 
 def metrics_of(probabilities: np.ndarray, targets: np.ndarray, multi_label: bool, threshold: float,
@@ -54,26 +51,6 @@ def per_class_report(predicted: np.ndarray, targets: np.ndarray, names: list[str
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
     return pd.DataFrame({"label": names, "precision": precision.round(4), "recall": recall.round(4),
                          "f1": f1.round(4), "support": targets.sum(0)})
-
-
-def confusion_figure(confusion: np.ndarray, names: list[str]) -> plt.Figure:
-    """Counts, with each row (true label) shaded by its share, so rare classes stay readable."""
-    shares = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
-    size = max(4.0, 0.45 * len(names) + 2)
-    figure, axes = plt.subplots(figsize=(size + 1, size))
-    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    axes.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted", ylabel="true",
-             title="confusion matrix (colour: share of the true label)")
-    axes.set_xticklabels(names, rotation=45, ha="right")
-    axes.set_yticklabels(names)
-    if len(names) <= 25:
-        for row in range(len(names)):
-            for column in range(len(names)):
-                axes.text(column, row, str(confusion[row, column]), ha="center", va="center", fontsize=8,
-                          color="white" if shares[row, column] > 0.5 else "black")
-    figure.colorbar(image, ax=axes, fraction=0.046)
-    figure.tight_layout()
-    return figure
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -11,10 +11,12 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
+    MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassPrecision,
     MulticlassRecall,
@@ -31,6 +33,7 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from textclf.plots import confusion_figure
 from textclf.pretrained import resolve_pretrained
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
@@ -190,6 +193,9 @@ class TextClassifier(L.LightningModule):
         self.test_metrics = stage_metrics(len(id2label), "test", multi_label, threshold)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
+        if not multi_label:  # pictured in TensorBoard after each validation and the test
+            self.val_confusion = MulticlassConfusionMatrix(len(id2label))
+            self.test_confusion = MulticlassConfusionMatrix(len(id2label))
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -257,8 +263,25 @@ class TextClassifier(L.LightningModule):
         logits = self(batch["input_ids"], batch["attention_mask"])
         return self.loss(logits.float(), batch["labels"]), logits
 
-    def _update(self, metrics: MetricCollection, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        metrics.update(self.probabilities(logits), labels.long() if self.hparams.multi_label else labels)
+    def _update(self, stage: str, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        probabilities = self.probabilities(logits)
+        getattr(self, f"{stage}_metrics").update(probabilities, labels.long() if self.hparams.multi_label else labels)
+        if not self.hparams.multi_label:
+            getattr(self, f"{stage}_confusion").update(probabilities.argmax(-1), labels)
+
+    def _log_confusion(self, stage: str) -> None:
+        """Computed on every rank (it syncs), drawn once, into TensorBoard."""
+        if self.hparams.multi_label:
+            return
+        confusion = getattr(self, f"{stage}_confusion")
+        matrix = confusion.compute().cpu().numpy()
+        confusion.reset()
+        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                figure = confusion_figure(matrix, list(self.id2label.values()))
+                logger.experiment.add_figure(f"{stage}/confusion_matrix", figure, global_step=self.global_step)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _ = self._step(batch)
@@ -272,7 +295,7 @@ class TextClassifier(L.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, logits = self._step(batch)
         self.val_loss.update(loss, weight=len(batch["labels"]))
-        self._update(self.val_metrics, logits, batch["labels"])
+        self._update("val", logits, batch["labels"])
 
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute()
@@ -284,17 +307,19 @@ class TextClassifier(L.LightningModule):
         self.val_loss.reset()
         self.log("val/acc_best", self.val_acc_best.compute() if self.val_acc_best.update_called else metrics["val/acc"],
                  prog_bar=True)
+        self._log_confusion("val")
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, logits = self._step(batch)
         self.test_loss.update(loss, weight=len(batch["labels"]))
-        self._update(self.test_metrics, logits, batch["labels"])
+        self._update("test", logits, batch["labels"])
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())
         self.log("test/loss", self.test_loss.compute())
         self.test_metrics.reset()
         self.test_loss.reset()
+        self._log_confusion("test")
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW-style optimizer without weight decay on biases and LayerNorm; warm-up then decay, with

@@ -1,0 +1,29 @@
+"""Pictures people would rather look at than read: the confusion matrix."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")  # files and TensorBoard only, no window
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+
+def confusion_figure(confusion: np.ndarray, names: list[str]) -> plt.Figure:
+    """Counts, with each row (true label) shaded by its share, so rare classes stay readable."""
+    shares = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    size = max(4.0, 0.45 * len(names) + 2)
+    figure, axes = plt.subplots(figsize=(size + 1, size))
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    axes.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted", ylabel="true",
+             title="confusion matrix (colour: share of the true label)")
+    axes.set_xticklabels(names, rotation=45, ha="right")
+    axes.set_yticklabels(names)
+    if len(names) <= 25:
+        for row in range(len(names)):
+            for column in range(len(names)):
+                axes.text(column, row, str(confusion[row, column]), ha="center", va="center", fontsize=8,
+                          color="white" if shares[row, column] > 0.5 else "black")
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    figure.tight_layout()
+    return figure

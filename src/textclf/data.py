@@ -28,7 +28,6 @@ from textclf import sources
 from textclf.pretrained import resolve_pretrained
 from textclf.sources import DataError, Splits
 
-SPLITS = ("train", "val", "test")
 CACHE_FORMAT = 2  # bump when the cached arrays or the key change meaning
 TOKENIZE_CHUNK = 10_000
 
@@ -161,13 +160,15 @@ def tokenize_cached(texts: pd.Series | list[str], tokenizer: PreTrainedTokenizer
     time, so a large corpus is never held as Python objects."""
     texts = pd.Series(texts, dtype="str") if isinstance(texts, list) else texts
     chunks = [texts.iloc[start : start + TOKENIZE_CHUNK] for start in range(0, len(texts), TOKENIZE_CHUNK)]
-    digest = hashlib.sha256(json.dumps([CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length, truncation]).encode())
-    for chunk in chunks:
-        digest.update("\0".join(chunk.tolist()).encode("utf-8", "surrogatepass") + b"\1")
-    key = digest.hexdigest()[:32]
-    entry = Path(cache_dir) / key if cache_dir else None
-    if entry is not None and (entry / "offsets.npy").is_file():
-        return np.load(entry / "input_ids.npy", mmap_mode="r"), np.load(entry / "offsets.npy")
+    entry = None
+    if cache_dir:  # no cache (prediction): no key to compute
+        digest = hashlib.sha256(json.dumps([CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length,
+                                            truncation]).encode())
+        for chunk in chunks:
+            digest.update("\0".join(chunk.tolist()).encode("utf-8", "surrogatepass") + b"\1")
+        entry = Path(cache_dir) / digest.hexdigest()[:32]
+        if (entry / "offsets.npy").is_file():
+            return np.load(entry / "input_ids.npy", mmap_mode="r"), np.load(entry / "offsets.npy")
 
     pieces, lengths = [], []
     with Progress(transient=True, disable=len(texts) < 4 * TOKENIZE_CHUNK) as progress:
@@ -180,7 +181,7 @@ def tokenize_cached(texts: pd.Series | list[str], tokenizer: PreTrainedTokenizer
     input_ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
     offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
     if entry is not None:
-        temporary = entry.with_name(f"{key}.tmp-{os.getpid()}")
+        temporary = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
         temporary.mkdir(parents=True, exist_ok=True)
         np.save(temporary / "input_ids.npy", input_ids)
         np.save(temporary / "offsets.npy", offsets)

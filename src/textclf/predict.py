@@ -30,13 +30,11 @@ from textclf.data import (
     LengthBucketBatchSampler,
     PadCollator,
     TokenizedSplit,
-    encode,
+    tokenize_cached,
 )
 from textclf.model import CheckpointError, TextClassifier
 from textclf.sources import DataError, read_table
 from textclf.train import resolve_precision
-
-ENCODE_CHUNK = 10_000
 
 
 def pick_device(device: str) -> torch.device:
@@ -103,13 +101,8 @@ class Predictor:
         return probabilities
 
     def predict_proba(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
-        ids: list[list[int]] = []
-        for start in range(0, len(texts), ENCODE_CHUNK):
-            ids += encode(texts[start : start + ENCODE_CHUNK], self.tokenizer, self.max_length, self.truncation)
-        lengths = [len(row) for row in ids]
-        dataset = TokenizedSplit(np.fromiter((i for row in ids for i in row), dtype=np.int32, count=sum(lengths)),
-                                 np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]),
-                                 np.zeros(len(ids), dtype=np.int64))
+        input_ids, offsets = tokenize_cached(texts, self.tokenizer, self.max_length, None, self.truncation)
+        dataset = TokenizedSplit(input_ids, offsets, np.zeros(len(texts), dtype=np.int64))
         sampler = LengthBucketBatchSampler(dataset.lengths, self.batch_size, shuffle=False)
         loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=PadCollator(self.tokenizer.pad_token_id))
         return self.predict_loader(loader, len(texts), show_progress)

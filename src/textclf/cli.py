@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from textclf.checkpoints import run_dir
+from textclf.files import OutputError
 from textclf.model import CheckpointError
 from textclf.sources import DataError
 
 CONFIG_PATH = "pkg://textclf.conf"
+# hydra/default.yaml names the run dir through it: a new one, or the run that `resume=` continues
+OmegaConf.register_new_resolver("textclf_run_dir", run_dir, replace=True)
 
 
 def command_main(function: Callable[[DictConfig], Any], config_name: str) -> Callable[[], Any]:
@@ -34,24 +35,9 @@ def run_command(function: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     exit status 2 (Hydra wraps errors raised while building objects from the config: unwrap those)."""
     try:
         return function(cfg)
-    except (DataError, CheckpointError, InstantiationException) as error:
+    except (DataError, CheckpointError, OutputError, InstantiationException) as error:
         cause = error.__cause__ if isinstance(error, InstantiationException) else error
         if not isinstance(cause, ValueError):
             raise
         print(f"textclf: error: {cause}", file=sys.stderr)
         sys.exit(2)
-
-
-def write_atomically(path: Path, write: Any) -> None:
-    """`write(temporary_path)`, then rename: readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
-    write_atomically(path, lambda target: target.write_text(json.dumps(payload, indent=2) + "\n"))

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,13 +80,22 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0,
-                 bucket_batches: int = 50, drop_last: bool = False, num_replicas: int = 1, rank: int = 0) -> None:
+                 bucket_batches: int = 50, drop_last: bool = False, num_replicas: int = 1, rank: int = 0,
+                 current_epoch: Callable[[], int] | None = None) -> None:
         self.lengths, self.batch_size, self.shuffle, self.seed = lengths, batch_size, shuffle, seed
         self.bucket_batches, self.drop_last = bucket_batches, drop_last
         self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+        # the trainer's epoch, read when an epoch's first batch is drawn (Lightning calls set_epoch only on
+        # a batch sampler's inner `.sampler`, and builds the training loader before a resume restores it)
+        self.current_epoch = current_epoch
+        self.resume_at: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def skip_once(self, epoch: int, batches: int) -> None:
+        """A resumed run: the next pass over `epoch` starts after its first `batches` batches."""
+        self.resume_at = (epoch, batches)
 
     def _batches(self) -> list[np.ndarray]:
         """This rank's batches."""
@@ -109,9 +118,17 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         return batches[: max(usable, self.num_replicas)][self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
+        # a generator: the epoch's order is drawn at its first batch
+        if self.current_epoch is not None:
+            self.epoch = self.current_epoch()
         batches = self._batches()
+        if self.resume_at is not None:
+            epoch, done = self.resume_at
+            batches = batches[done:] if epoch == self.epoch else batches
+            self.resume_at = None
         self.epoch += 1  # a fresh order next time, also when nobody calls set_epoch
-        return iter([batch.tolist() for batch in batches])
+        for batch in batches:
+            yield batch.tolist()
 
     def __len__(self) -> int:
         return len(self._batches())
@@ -278,6 +295,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.frames: Splits = {}
         self.datasets: dict[str, TokenizedSplit] = {}
         self.id2label: dict[int, str] = dict(enumerate(labels)) if labels else {}
+        self.resume_position: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -377,11 +395,29 @@ class TextClassificationDataModule(L.LightningDataModule):
             self.hparams.batch_size if shuffle else self.hparams.eval_batch_size,
             shuffle=shuffle, seed=self.hparams.seed, bucket_batches=self.hparams.bucket_batches,
             num_replicas=trainer.world_size if trainer else 1, rank=trainer.global_rank if trainer else 0,
+            current_epoch=(lambda: trainer.current_epoch) if shuffle and trainer else None,
         )
         if shuffle and trainer is not None:
-            sampler.set_epoch(trainer.current_epoch)
+            if self.resume_position is not None:
+                sampler.skip_once(*self.resume_position)
+                self.resume_position = None
+        # its own generator: iterating must not draw from torch's global random state (dropout's)
         return DataLoader(self.datasets[split], batch_sampler=sampler, collate_fn=PadCollator(self.tokenizer.pad_token_id),
-                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
+                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.hparams.seed))
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training is in its epoch, saved with every checkpoint: a resumed run skips the batches
+        this epoch already trained on (the order of an epoch's batches depends only on seed and epoch)."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": trainer.current_epoch, "batches_done": done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if state_dict:
+            self.resume_position = (state_dict["epoch"], state_dict["batches_done"])
 
     def train_dataloader(self) -> DataLoader:
         return self.dataloader("train", shuffle=True)

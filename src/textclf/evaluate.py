@@ -19,7 +19,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
-from textclf.cli import command_main, write_atomically, write_json_atomically
+from textclf.cli import command_main
+from textclf.files import write_atomically, write_json_atomically
 from textclf.model import stage_metrics
 from textclf.plots import confusion_figure
 from textclf.predict import Predictor

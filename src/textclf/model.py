@@ -193,6 +193,9 @@ class TextClassifier(L.LightningModule):
         self.test_metrics = stage_metrics(len(id2label), "test", multi_label, threshold)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
+        # kept in checkpoints, so a resumed run knows its best and its epoch's running loss
+        self.val_acc_best.persistent(True)
+        self.train_loss.persistent(True)
         if not multi_label:  # pictured in TensorBoard after each validation and the test
             self.val_confusion = MulticlassConfusionMatrix(len(id2label))
             self.test_confusion = MulticlassConfusionMatrix(len(id2label))
@@ -282,6 +285,10 @@ class TextClassifier(L.LightningModule):
             if isinstance(logger, TensorBoardLogger):
                 figure = confusion_figure(matrix, list(self.id2label.values()))
                 logger.experiment.add_figure(f"{stage}/confusion_matrix", figure, global_step=self.global_step)
+
+    def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if batch_idx == 0:  # a new epoch; also after resuming from a checkpoint saved at an epoch's end
+            self.train_loss.reset()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _ = self._step(batch)

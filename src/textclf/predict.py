@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from rich.progress import Progress
 from torch.utils.data import DataLoader
 
-from textclf.cli import command_main, write_atomically
+from textclf.cli import command_main
 from textclf.data import (
     TRUNCATIONS,
     LengthBucketBatchSampler,
@@ -32,6 +32,7 @@ from textclf.data import (
     TokenizedSplit,
     tokenize_cached,
 )
+from textclf.files import write_atomically
 from textclf.model import CheckpointError, TextClassifier
 from textclf.sources import DataError, read_table
 from textclf.train import resolve_precision

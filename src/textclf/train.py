@@ -7,6 +7,7 @@ Hydra entry point and returns the metric a sweep optimizes.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,14 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from textclf.cli import CONFIG_PATH, run_command, write_json_atomically
+from textclf.checkpoints import (
+    AtomicCheckpointIO,
+    RandomStateCheckpoint,
+    checkpoint_step,
+    resume_checkpoint,
+)
+from textclf.cli import CONFIG_PATH, run_command
+from textclf.files import remove_partial_files, write_json_atomically
 
 
 def resolve_precision(precision: str | int) -> str | int:
@@ -33,11 +41,13 @@ def resolve_precision(precision: str | int) -> str | int:
     return "bf16-mixed" if fast_bf16 else "32-true"
 
 
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Every `_target_` entry of a config group such as `callbacks` or `logger`."""
+def instantiate_group(group: DictConfig | None, **extra: dict[str, Any]) -> list[Any]:
+    """Every `_target_` entry of a config group such as `callbacks` or `logger`; `extra[name]` adds
+    arguments to the entry called `name`."""
     if not group:
         return []
-    return [instantiate(entry) for entry in group.values() if isinstance(entry, DictConfig) and "_target_" in entry]
+    return [instantiate(entry, **extra.get(name, {})) for name, entry in group.items()
+            if isinstance(entry, DictConfig) and "_target_" in entry]
 
 
 def scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
@@ -75,16 +85,27 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         print(f"[textclf] class weights from the training label frequencies: {[round(w, 3) for w in class_weights]}")
     model = instantiate(cfg.model, id2label=datamodule.id2label, class_weights=class_weights)
 
-    loggers = instantiate_group(cfg.get("logger"))
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    ckpt_path = cfg.get("ckpt_path") or resume_checkpoint(output_dir, cfg.get("resume"))
+    resumed_step = 0
+    if ckpt_path:
+        resumed_step = checkpoint_step(Path(ckpt_path))
+        removed = remove_partial_files(output_dir / "checkpoints")
+        print(f"[textclf] resuming from {ckpt_path} at step {resumed_step}"
+              + (f" (removed {len(removed)} partly written checkpoint)" if removed else ""))
+    # TensorBoard hides what the killed run logged after its checkpoint: no step appears twice
+    loggers = instantiate_group(cfg.get("logger"), tensorboard={"purge_step": resumed_step} if resumed_step else {})
+    callbacks = [*instantiate_group(cfg.get("callbacks")), RandomStateCheckpoint()]
     if not loggers:  # a learning-rate monitor has nowhere to write without a logger
         callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                     precision=resolve_precision(cfg.trainer.precision))
+                                     precision=resolve_precision(cfg.trainer.precision),
+                                     plugins=[AtomicCheckpointIO()])
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    with warnings.catch_warnings():  # the data module restores the position in the epoch (data.py)
+        warnings.filterwarnings("ignore", message=".*your dataloader is not resumable")
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = scalars(trainer.callback_metrics, "val/")
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
 

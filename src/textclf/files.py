@@ -1,0 +1,45 @@
+"""Writing files so that a crash, a full disk or a missing permission never leaves half of one."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+class OutputError(ValueError):
+    """A file that cannot be written; the message names it and is meant to be shown as is."""
+
+
+def write_atomically(path: Path, write: Callable[[Path], Any], what: str = "file") -> None:
+    """`write(temporary_path)` beside `path`, flush it to disk, then rename: readers (and a run that
+    resumes) see the old file or the whole new one, never a part. A failure (no space, no permission)
+    becomes an OutputError naming `path`, with the old file untouched."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(temporary)
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        kept = " (the previous one is kept)" if path.exists() else ""
+        raise OutputError(f"{path}: cannot write the {what}: {reason}{kept}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
+    write_atomically(path, lambda target: target.write_text(json.dumps(payload, indent=2) + "\n"))
+
+
+def remove_partial_files(directory: Path) -> list[Path]:
+    """Delete the temporary files a killed writer left in `directory`; return them."""
+    leftovers = sorted(Path(directory).glob(".*.tmp-*")) if Path(directory).is_dir() else []
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return leftovers

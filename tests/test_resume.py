@@ -1,0 +1,151 @@
+"""Crash safety: a run killed by SIGKILL (mid-epoch, or mid-way through writing a checkpoint) resumes
+in its own run dir and ends exactly as a run that never stopped; a full disk keeps the last checkpoint."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import toy_reviews, toy_training
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from textclf.checkpoints import AtomicCheckpointIO, run_dir
+from textclf.cli import run_command
+from textclf.files import OutputError
+from textclf.model import TextClassifier
+from textclf.train import train
+
+TESTS = Path(__file__).resolve().parent
+# 480 training rows / 16 = 30 steps an epoch, 2 epochs; last.ckpt every 5 steps
+STEPS_PER_EPOCH = 30
+
+
+def train_command(run: Path, model_dir: Path, csv: Path, *extra: str) -> subprocess.CompletedProcess:
+    overrides = [*toy_training(csv), "trainer.max_epochs=2", f"hydra.run.dir={run}", f"model.pretrained={model_dir}",
+                 f"paths.cache_dir={run.parent / 'cache'}", "callbacks.periodic_checkpoint.every_n_train_steps=5",
+                 "callbacks.progress_bar=null", "callbacks.model_summary=null", "+trainer.enable_progress_bar=false",
+                 "trainer.log_every_n_steps=1", *extra]
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    return subprocess.run([sys.executable, "-m", "textclf.train", *overrides], capture_output=True, text=True, env=env)
+
+
+def final_metrics(run: Path) -> dict:
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["best_model_path"] = Path(metrics["best_model_path"]).name
+    return metrics
+
+
+def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("resume")
+    csv = root / "reviews.csv"
+    toy_reviews(600).to_csv(csv, index=False)
+    result = train_command(root / "uninterrupted", tiny_model_dir, csv)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return root / "uninterrupted", csv
+
+
+@pytest.mark.parametrize("crash, resumed_step", [
+    ("{_target_:crash.KillAtStep,step:37}", 35),  # mid-epoch 2, after a periodic checkpoint
+    ("{_target_:crash.KillAtStep,step:31}", STEPS_PER_EPOCH),  # right after the epoch-end checkpoint
+    ("{_target_:crash.KillDuringCheckpointWrite,write:4}", 15),  # half-way through writing the 4th checkpoint
+])
+def test_a_killed_run_resumes_and_ends_as_if_it_never_stopped(uninterrupted, tiny_model_dir: Path, crash: str,
+                                                              resumed_step: int) -> None:
+    reference, csv = uninterrupted
+    run = reference.parent / f"killed-{resumed_step}"
+    killed = train_command(run, tiny_model_dir, csv, f"+callbacks.crash={crash}")
+    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL: no cleanup ran
+    assert not (run / "metrics.json").exists()
+    # whatever was being written, last.ckpt is whole
+    assert TextClassifier.from_checkpoint(run / "checkpoints" / "last.ckpt").id2label == {0: "negative", 1: "positive"}
+
+    resumed = train_command(run, tiny_model_dir, csv, "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming from {run / 'checkpoints' / 'last.ckpt'} at step {resumed_step}" in resumed.stdout
+    assert final_metrics(run) == final_metrics(reference)
+    # one TensorBoard run, each step once, every logged value as in the uninterrupted run
+    curves = scalars(run)
+    assert curves == scalars(reference)
+    steps = [step for step, _ in curves["train/loss"]]
+    assert steps == sorted(set(steps)) and len(steps) == 2 * STEPS_PER_EPOCH
+    assert not list((run / "checkpoints").glob(".*.tmp-*"))  # the half-written file is gone
+
+
+def test_resume_auto_continues_the_newest_unfinished_run(tmp_path: Path) -> None:
+    runs = tmp_path / "outputs" / "train" / "runs"
+    fresh = str(runs / "2026-11-24_12-00-00")
+    assert run_dir(None, fresh) == fresh
+    assert run_dir("auto", fresh) == fresh  # nothing to resume: a new run
+    for name, finished in (("2026-11-24_10-00-00", False), ("2026-11-24_11-00-00", True), ("2026-11-24_09-00-00", False)):
+        (runs / name / "checkpoints").mkdir(parents=True)
+        (runs / name / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        if finished:
+            (runs / name / "metrics.json").write_text("{}")
+        time.sleep(0.01)
+    # the most recently written unfinished run; the finished one is never resumed
+    assert run_dir("auto", fresh) == str(runs / "2026-11-24_09-00-00")
+    assert run_dir(str(runs / "2026-11-24_10-00-00"), fresh) == str(runs / "2026-11-24_10-00-00")
+
+
+def test_resuming_a_run_dir_without_checkpoint_is_a_one_line_error(make_cfg, toy_csv: Path, capsys) -> None:
+    cfg = make_cfg(*toy_training(toy_csv), "resume=outputs/nowhere")
+    with pytest.raises(SystemExit) as exit_info:
+        run_command(train, cfg)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("last.ckpt not found)")
+
+
+@pytest.mark.parametrize("failure, reason", [(errno.ENOSPC, "No space left on device"),
+                                             (errno.EACCES, "Permission denied")])
+def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tmp_path: Path, monkeypatch, failure: int,
+                                                                     reason: str) -> None:
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    writer = AtomicCheckpointIO()
+    writer.save_checkpoint({"step": 1, "weights": torch.ones(3)}, path)
+
+    def fail_half_way(obj, target, *args, **kwargs) -> None:
+        Path(target).write_bytes(b"PK partial")
+        raise OSError(failure, os.strerror(failure))
+
+    monkeypatch.setattr(torch, "save", fail_half_way)
+    with pytest.raises(OutputError) as error:
+        writer.save_checkpoint({"step": 2, "weights": torch.zeros(3)}, path)
+    assert str(error.value) == f"{path}: cannot write the checkpoint: {reason} (the previous one is kept)"
+    assert torch.load(path, weights_only=True)["step"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_a_full_disk_during_training_ends_with_one_line_and_a_loadable_checkpoint(make_cfg, toy_csv: Path,
+                                                                                   monkeypatch, capsys) -> None:
+    real_save, saves = torch.save, []
+
+    def save(obj, target, *args, **kwargs) -> None:
+        saves.append(target)
+        if len(saves) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(obj, target, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    cfg = make_cfg(*toy_training(toy_csv), "callbacks.periodic_checkpoint.every_n_train_steps=5")
+    with pytest.raises(SystemExit) as exit_info:
+        run_command(train, cfg)
+    assert exit_info.value.code == 2
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"textclf: error: {last}: cannot write the checkpoint: No space left on device (the previous one is kept)")
+    monkeypatch.setattr(torch, "save", real_save)
+    assert TextClassifier.from_checkpoint(last).id2label == {0: "negative", 1: "positive"}

@@ -153,6 +153,24 @@ def test_int8_quantized_prediction_stays_close(trained_toy) -> None:
     assert agreement >= 0.95
 
 
+def test_prediction_that_runs_out_of_memory_retries_with_smaller_slices(trained_toy, capsys) -> None:
+    texts = toy_reviews(300, seed=5)["text"].tolist()
+    predictor = Predictor.from_checkpoint(best_checkpoint(trained_toy), batch_size=64, precision="32-true")
+    expected = predictor.predict_proba(texts)
+    forward, sizes = predictor.model.forward, []
+
+    def forward_with_little_memory(input_ids, attention_mask):
+        sizes.append(len(input_ids))
+        if len(input_ids) > 10:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(input_ids, attention_mask)
+
+    predictor.model.forward = forward_with_little_memory
+    assert np.allclose(predictor.predict_proba(texts), expected, atol=1e-5)
+    assert max(sizes) == 64 and sizes.count(64) == 1 and sizes[-1] <= 8  # halved once per failure, then kept
+    assert "out of memory: predicting 8 texts at a time" in capsys.readouterr().err
+
+
 def test_an_unknown_output_type_is_refused_before_any_work(tmp_path: Path) -> None:
     from textclf.predict import predict
     from textclf.sources import DataError

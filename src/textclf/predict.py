@@ -58,7 +58,7 @@ class Predictor:
         self.device = pick_device(device)
         self.model = model.eval().to(self.device)
         self.tokenizer = model.tokenizer
-        self.batch_size = batch_size
+        self.batch_size = self.rows_per_forward = batch_size
         self.max_length = max_length or model.data_hparams.get("max_length") or self.tokenizer.model_max_length
         self.truncation = truncation or model.data_hparams.get("truncation", "head")
         if self.truncation not in TRUNCATIONS:
@@ -96,10 +96,29 @@ class Predictor:
         with Progress(transient=True, disable=not show_progress) as progress, torch.inference_mode(), autocast:
             task = progress.add_task("predicting", total=total)
             for batch in loader:
-                logits = self.model(batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device))
-                probabilities[batch["index"].numpy()] = self.model.probabilities(logits).cpu().numpy()
+                probabilities[batch["index"].numpy()] = self.batch_probabilities(batch).numpy()
                 progress.advance(task, len(batch["index"]))
         return probabilities
+
+    def batch_probabilities(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One batch's probabilities, in slices of `rows_per_forward` rows. When memory runs out, the
+        slice is halved and retried (and stays halved for the batches after it)."""
+        outputs, start = [], 0
+        while start < len(batch["input_ids"]):
+            rows = slice(start, start + self.rows_per_forward)
+            try:
+                logits = self.model(batch["input_ids"][rows].to(self.device), batch["attention_mask"][rows].to(self.device))
+            except RuntimeError as error:  # torch.OutOfMemoryError (CUDA) is a RuntimeError too
+                if not is_out_of_memory(error) or self.rows_per_forward == 1:
+                    raise
+                self.rows_per_forward //= 2
+                print(f"[textclf] out of memory: predicting {self.rows_per_forward} texts at a time", file=sys.stderr)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            outputs.append(self.model.probabilities(logits).cpu())
+            start += len(outputs[-1])
+        return torch.cat(outputs)
 
     def predict_proba(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         input_ids, offsets = tokenize_cached(texts, self.tokenizer, self.max_length, None, self.truncation)
@@ -115,6 +134,11 @@ class Predictor:
             chosen = probabilities >= self.model.hparams.threshold
             return [[names[i] for i in np.flatnonzero(row)] for row in chosen]
         return [names[int(i)] for i in probabilities.argmax(1)]
+
+
+def is_out_of_memory(error: RuntimeError) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator failing."""
+    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
 
 
 def read_texts(source: str, text_column: str) -> list[str]:

@@ -75,6 +75,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = cfg.get("ckpt_path") or resume_checkpoint(output_dir, cfg.get("resume"))
 
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # the label set decides the size of the model's head
@@ -85,7 +86,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         print(f"[textclf] class weights from the training label frequencies: {[round(w, 3) for w in class_weights]}")
     model = instantiate(cfg.model, id2label=datamodule.id2label, class_weights=class_weights)
 
-    ckpt_path = cfg.get("ckpt_path") or resume_checkpoint(output_dir, cfg.get("resume"))
     resumed_step = 0
     if ckpt_path:
         resumed_step = checkpoint_step(Path(ckpt_path))

@@ -236,17 +236,24 @@ def clean_split(frame: pd.DataFrame, split: str, empty_texts: str) -> pd.DataFra
         print(f"[textclf] {split}: dropped {int(empty.sum())} of {len(frame)} rows with an empty text")
         frame, text = frame.loc[~empty], text.loc[~empty]
     if "label" in frame:
-        missing = frame["label"].map(lambda value: value is None or (isinstance(value, float) and np.isnan(value)))
+        missing = frame["label"].map(lambda value: value is None or (isinstance(value, float) and np.isnan(value))
+                                     or (isinstance(value, str) and not value.strip()))
         if missing.any():
             raise DataError(f"{split}: row {int(np.flatnonzero(missing.to_numpy())[0]) + 1} has no label")
     return frame.assign(text=text).reset_index(drop=True)
 
 
 def split_off(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A deterministic random (rest, held-out) split."""
+    """A deterministic random (rest, held-out) split of rows whose `label` holds tuples of names. A
+    held-out row with a label that no remaining row has goes back to the rest: a rare class is never
+    held out entirely (the model could not learn it)."""
     order = np.random.default_rng(seed).permutation(len(frame))
     held = max(1, round(fraction * len(frame)))
-    return frame.iloc[order[held:]].reset_index(drop=True), frame.iloc[order[:held]].reset_index(drop=True)
+    rest, held_out = order[held:], order[:held]
+    remaining = {name for names in frame["label"].iloc[rest] for name in names}
+    unseen = np.array([not set(names) <= remaining for names in frame["label"].iloc[held_out]], dtype=bool)
+    rest, held_out = np.concatenate([rest, held_out[unseen]]), held_out[~unseen]
+    return frame.iloc[rest].reset_index(drop=True), frame.iloc[held_out].reset_index(drop=True)
 
 
 class TextClassificationDataModule(L.LightningDataModule):
@@ -341,6 +348,8 @@ class TextClassificationDataModule(L.LightningDataModule):
             known, reference = set(self.id2label.values()), "the checkpoint does not know"
         else:
             known, reference = {name for names in splits["train"]["label"] for name in names}, "the training split never has"
+            if not known:
+                raise DataError(f"{self.where('train')}: no rows with a text")
             if len(known) < 2 and not self.hparams.multi_label:
                 raise DataError(f"{self.where('train')}: only one class ({next(iter(known), 'none')}); "
                                 "a classifier needs two or more")

@@ -8,17 +8,22 @@ import numpy as np
 matplotlib.use("Agg")  # files and TensorBoard only, no window
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
+MAX_INCHES = 24.0
+MAX_NAMED = 50  # classes beyond this are drawn without tick labels (the per-class report names them)
+
 
 def confusion_figure(confusion: np.ndarray, names: list[str]) -> plt.Figure:
     """Counts, with each row (true label) shaded by its share, so rare classes stay readable."""
     shares = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
-    size = max(4.0, 0.45 * len(names) + 2)
+    # capped: 1,000 classes at 0.45 inch each would be a 45,000-pixel-wide image (gigabytes)
+    size = min(max(4.0, 0.45 * len(names) + 2), MAX_INCHES)
     figure, axes = plt.subplots(figsize=(size + 1, size))
-    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    axes.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted", ylabel="true",
-             title="confusion matrix (colour: share of the true label)")
-    axes.set_xticklabels(names, rotation=45, ha="right")
-    axes.set_yticklabels(names)
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    axes.set(xlabel="predicted", ylabel="true", title="confusion matrix (colour: share of the true label)")
+    if len(names) <= MAX_NAMED:
+        axes.set(xticks=range(len(names)), yticks=range(len(names)))
+        axes.set_xticklabels(names, rotation=45, ha="right")
+        axes.set_yticklabels(names)
     if len(names) <= 25:
         for row in range(len(names)):
             for column in range(len(names)):

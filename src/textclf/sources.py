@@ -115,8 +115,10 @@ def read_table(path: str | Path, text_column: str, label_column: str | None) -> 
     suffix = path.suffix.lower()
     try:
         if suffix in {".csv", ".tsv", ".tab"}:
-            frame = pd.read_csv(path, sep="\t" if suffix != ".csv" else ",", keep_default_na=False,
-                                encoding="utf-8")
+            # every cell as written: no number parsing ("007" stays "007"), no NA guessing ("NA" stays
+            # "NA"), and a byte-order mark is not part of the first column's name
+            frame = pd.read_csv(path, sep="\t" if suffix != ".csv" else ",", dtype=str, keep_default_na=False,
+                                encoding="utf-8-sig")
         elif suffix in {".jsonl", ".json"}:
             frame = pd.read_json(path, lines=True, dtype=False)
         elif suffix == ".parquet":

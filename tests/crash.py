@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -47,3 +48,16 @@ class KillDuringCheckpointWrite(L.Callback):
 
         torch.save = save
 
+
+
+class CrashInTrial(L.Callback):
+    """In a sweep, make trial `trial` fail with an exception, or (kill=true) SIGKILL the whole sweep."""
+
+    def __init__(self, trial: int, kill: bool = False) -> None:
+        self.trial, self.kill = trial, kill
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if Path(trainer.default_root_dir).name == f"{self.trial:03d}":
+            if self.kill:
+                kill_now()
+            raise RuntimeError(f"forced failure in trial {self.trial}")

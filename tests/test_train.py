@@ -75,6 +75,22 @@ def test_training_learns_and_writes_checkpoints_metrics_and_events(trained_toy) 
     assert session.session_start_info.hparams["model.lr"].number_value == pytest.approx(3e-3)
     peak = max(learning_rates)  # warm-up, then linear decay towards zero
     assert learning_rates[0] < peak <= 3e-3 and learning_rates[-1] < 0.2 * peak
+    assert "test/pr_curve" in events.PluginTagToContent("pr_curves")  # two classes: a precision-recall curve
+    panel = events.Tensors("test/misclassified/text_summary")[0].tensor_proto.string_val[0].decode()
+    wrong = round((1 - metrics["test/acc"]) * 60)
+    assert panel.startswith(f"{wrong} of 60 test examples misclassified")
+
+
+def test_the_misclassified_panel_lists_the_most_confident_mistakes_with_their_texts() -> None:
+    from textclf.monitoring import TestReport
+
+    texts = pd.Series(["good | fine", "awful", "dull\nplot", "great"])
+    probabilities = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.3, 0.7]])
+    panel = TestReport(max_examples=5).misclassified_markdown(
+        torch.tensor([0, 1, 2, 3]), torch.tensor([1, 0, 0, 1]), probabilities, {0: "neg", 1: "pos"}, texts)
+    assert panel.splitlines()[0] == "3 of 4 test examples misclassified; the 3 most confident mistakes:"
+    assert panel.splitlines()[4:] == ["| pos | neg | 0.900 | good \\| fine |", "| neg | pos | 0.800 | awful |",
+                                      "| neg | pos | 0.600 | dull plot |"]
 
 
 def test_the_encoder_fine_tunes_in_train_mode(make_cfg, toy_csv: Path) -> None:

@@ -59,8 +59,9 @@ class RandomStateCheckpoint(L.Callback):
 
 
 def is_unfinished(run_dir: Path) -> bool:
-    """A run that saved a checkpoint but never wrote its final metrics."""
-    return (run_dir / "checkpoints" / LAST).is_file() and not (run_dir / "metrics.json").exists()
+    """A run that saved a checkpoint (or a sweep that started its study) but never wrote its final metrics."""
+    started = (run_dir / "checkpoints" / LAST).is_file() or (run_dir / "sweep.json").is_file()
+    return started and not (run_dir / "metrics.json").exists()
 
 
 def run_dir(resume: str | None, fresh: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -30,14 +31,40 @@ def command_main(function: Callable[[DictConfig], Any], config_name: str) -> Cal
     return main
 
 
-def run_command(function: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """Run a command's function; bad input, a bad setting or a bad checkpoint ends it with one line and
-    exit status 2 (Hydra wraps errors raised while building objects from the config: unwrap those)."""
+ERROR_FILE = "error.txt"
+
+
+def user_error(error: BaseException) -> ValueError | None:
+    """textclf's own error to show as is (bad input, a bad setting, a bad checkpoint, a file it cannot
+    write), unwrapped from Hydra's InstantiationException; None for anything unexpected."""
+    cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
+    known = isinstance(error, (DataError, CheckpointError, OutputError, InstantiationException))
+    return cause if known and isinstance(cause, ValueError) else None
+
+
+def error_line(error: BaseException) -> str:
+    """One line saying what went wrong: a user error's message, else the exception type and first line."""
+    if (known := user_error(error)) is not None:
+        return str(known)
+    cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
+    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+
+
+def run_command(function: Callable[[DictConfig], Any], cfg: DictConfig, keep_going: bool = False) -> Any:
+    """Run a command's function; a user error ends it with one line and exit status 2, anything else
+    with its traceback. `keep_going` (a job of a multirun): any error is shown, written to the run dir's
+    error.txt for the sweep summary, and None returned, so that the other jobs still run."""
     try:
         return function(cfg)
-    except (DataError, CheckpointError, OutputError, InstantiationException) as error:
-        cause = error.__cause__ if isinstance(error, InstantiationException) else error
-        if not isinstance(cause, ValueError):
+    except Exception as error:
+        if keep_going:
+            print(f"textclf: error: {error_line(error)}", file=sys.stderr)
+            output_dir = Path(cfg.paths.output_dir)
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / ERROR_FILE).write_text(error_line(error) + "\n")
+            return None
+        if user_error(error) is None:
             raise
-        print(f"textclf: error: {cause}", file=sys.stderr)
+        print(f"textclf: error: {error_line(error)}", file=sys.stderr)
         sys.exit(2)

@@ -316,10 +316,12 @@ class TextClassifier(L.LightningModule):
                  prog_bar=True)
         self._log_confusion("val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Returns the probabilities, for callbacks that report on single examples (monitoring.py)."""
         loss, logits = self._step(batch)
         self.test_loss.update(loss, weight=len(batch["labels"]))
         self._update("test", logits, batch["labels"])
+        return self.probabilities(logits)
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())

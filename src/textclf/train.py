@@ -14,6 +14,8 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -121,8 +123,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics, _ = run_command(train, cfg)
-    return metrics.get(cfg.get("optimized_metric"))
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN  # a failing job must not stop the others
+    result = run_command(train, cfg, keep_going=multirun)
+    return result[0].get(cfg.get("optimized_metric")) if result else None
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import toy_reviews, toy_training
 from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
@@ -156,8 +157,25 @@ def test_bad_data_file_gives_a_one_line_error_from_the_command(tmp_path: Path) -
 def test_configs_ship_inside_the_wheel(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
                     str(ROOT)], check=True, capture_output=True)
-    names = zipfile.ZipFile(next(tmp_path.glob("textclf-*.whl"))).namelist()
-    assert "textclf/conf/train.yaml" in names and "textclf/conf/data/rotten_tomatoes.yaml" in names
+    names = set(zipfile.ZipFile(next(tmp_path.glob("textclf-*.whl"))).namelist())
+    configs = {f"textclf/conf/{path.relative_to(ROOT / 'conf')}" for path in (ROOT / "conf").rglob("*.yaml")}
+    assert "textclf/conf/data/rotten_tomatoes.yaml" in configs and configs - names == set()
+
+
+@pytest.mark.parametrize("preset, precision", [("bf16", "bf16-mixed"), ("fp16", "16-mixed"), ("fp32", "32-true")])
+def test_precision_presets_set_the_trainer_precision(make_cfg, preset: str, precision: str) -> None:
+    assert make_cfg("trainer=gpu", f"precision={preset}").trainer.precision == precision
+
+
+def test_the_slurm_launcher_preset_composes_with_the_submitit_plugin(tmp_path: Path) -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_module("textclf.conf", version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4"],
+                      return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.tasks_per_node == 4 and launcher.timeout_min == 240
 
 
 def test_packaged_minilm_fine_tunes_and_its_loss_falls(make_cfg) -> None:

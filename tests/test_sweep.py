@@ -68,7 +68,8 @@ def test_a_sweep_survives_a_failing_trial_and_a_kill_and_resumes_to_its_trial_co
     assert summary.loc[1, "error"] == "RuntimeError: forced failure in trial 1"
     assert summary.loc[2, "error"] == "interrupted (run again)"
     assert summary.loc[3, "model.lr"] == summary.loc[2, "model.lr"]  # the killed trial's settings, run again
-    assert (summary["seed"] == 42 + summary.index).all()
+    assert summary.loc[4, "model.lr"] not in set(summary.loc[[0, 1, 2], "model.lr"])  # new draws after resuming
+    assert list(summary.sort_index()["seed"]) == [42, 43, 44, 44, 46]  # seed + trial; the rerun keeps its seed
     complete = summary[summary["status"] == "complete"]
     assert list(complete["val/acc_best"]) == sorted(complete["val/acc_best"], reverse=True)  # best first
     assert list(summary.index[: len(complete)]) == list(complete.index)

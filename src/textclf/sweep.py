@@ -127,7 +127,9 @@ def sweep(cfg: DictConfig, train_overrides: list[str]) -> dict[str, Any]:
                                                    "train_overrides": train_overrides})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=settings.study_name, storage=storage, direction=settings.direction,
-                                sampler=optuna.samplers.TPESampler(seed=cfg.seed), load_if_exists=True)
+                                load_if_exists=True)
+    # seeded by the seed and the trials so far: a resumed sweep draws new settings, not the first ones again
+    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials))
     for trial in interrupted_trials(study):  # killed mid-trial: closed without an error, its settings run again
         study.tell(trial.number, state=TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
@@ -139,7 +141,7 @@ def sweep(cfg: DictConfig, train_overrides: list[str]) -> dict[str, Any]:
 
     while finished() < settings.n_trials:
         trial = study.ask(space)
-        seed = cfg.seed + trial.number
+        seed = cfg.seed + trial.user_attrs.get("retry_of", trial.number)  # a rerun keeps its seed
         run_dir = sweep_dir / "trials" / f"{trial.number:03d}"
         for key, value in {"host": socket.gethostname(), "pid": os.getpid(), "seed": seed,
                            "run_dir": str(run_dir)}.items():

@@ -153,6 +153,21 @@ def test_int8_quantized_prediction_stays_close(trained_toy) -> None:
     assert agreement >= 0.95
 
 
+def test_inference_keeps_its_weights_in_16_bit_where_that_is_fast_and_predicts_the_same(trained_toy) -> None:
+    from textclf.predict import inference_precision
+    from textclf.train import resolve_precision
+
+    texts = toy_reviews(300, seed=8)["text"].tolist()
+    fast = Predictor.from_checkpoint(best_checkpoint(trained_toy))
+    reference = Predictor.from_checkpoint(best_checkpoint(trained_toy), precision="32-true")
+    expected_dtype = torch.bfloat16 if resolve_precision("auto") == "bf16-mixed" else torch.float32
+    assert inference_precision("auto") == ("bf16-true" if expected_dtype == torch.bfloat16 else "32-true")
+    assert next(fast.model.parameters()).dtype == expected_dtype and fast.autocast_dtype is None
+    agreement = np.mean([a == b for a, b in zip(fast.labels_of(fast.predict_proba(texts)),
+                                                 reference.labels_of(reference.predict_proba(texts)))])
+    assert agreement >= 0.98
+
+
 def test_prediction_that_runs_out_of_memory_retries_with_smaller_slices(trained_toy, capsys) -> None:
     texts = toy_reviews(300, seed=5)["text"].tolist()
     predictor = Predictor.from_checkpoint(best_checkpoint(trained_toy), batch_size=64, precision="32-true")

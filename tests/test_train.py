@@ -164,7 +164,7 @@ def test_configs_ship_inside_the_wheel(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("preset, precision", [("bf16", "bf16-mixed"), ("fp16", "16-mixed"), ("fp32", "32-true")])
 def test_precision_presets_set_the_trainer_precision(make_cfg, preset: str, precision: str) -> None:
-    assert make_cfg("trainer=gpu", f"precision={preset}").trainer.precision == precision
+    assert make_cfg("trainer=gpu", f"mixed_precision={preset}").trainer.precision == precision
 
 
 def test_the_slurm_launcher_preset_composes_with_the_submitit_plugin(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from textclf.files import write_atomically, write_json_atomically
 from textclf.model import stage_metrics
 from textclf.plots import confusion_figure
 from textclf.predict import Predictor
+from textclf.train import resolve_precision
 from textclf.sources import DataError
 
 
@@ -58,7 +59,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Predict the chosen split with the checkpoint and write metrics and reports."""
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor.from_checkpoint(cfg.ckpt_path, precision=cfg.precision, device=cfg.device)
+    # mixed precision as in training (not inference's 16-bit weights): the metrics match training's test
+    predictor = Predictor.from_checkpoint(cfg.ckpt_path, precision=resolve_precision(cfg.precision), device=cfg.device)
     model = predictor.model
     names = list(model.id2label.values())
     multi_label, threshold = bool(model.hparams.multi_label), float(model.hparams.threshold)

@@ -102,6 +102,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                      precision=resolve_precision(cfg.trainer.precision),
                                      plugins=[AtomicCheckpointIO()])
+    # deterministic mode would also fill every new tensor with NaN (to expose reads of uninitialised
+    # memory): 5 % of a CPU training step, and no part of making results repeatable
+    torch.utils.deterministic.fill_uninitialized_memory = False
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -109,6 +112,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         warnings.filterwarnings("ignore", message=".*your dataloader is not resumable")
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = scalars(trainer.callback_metrics, "val/")
+    if "val/acc_best" not in metrics and model.val_acc_best.max_value.isfinite():  # resumed after the last
+        metrics["val/acc_best"] = float(model.val_acc_best.max_value)             # validation: no new one ran
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
 
     if cfg.get("test"):

@@ -149,3 +149,29 @@ def test_a_full_disk_during_training_ends_with_one_line_and_a_loadable_checkpoin
         f"textclf: error: {last}: cannot write the checkpoint: No space left on device (the previous one is kept)")
     monkeypatch.setattr(torch, "save", real_save)
     assert TextClassifier.from_checkpoint(last).id2label == {0: "negative", 1: "positive"}
+
+
+def test_outputs_that_cannot_be_written_give_one_line_and_keep_the_old_file(tmp_path: Path, monkeypatch) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from textclf.predict import write_predictions
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(OutputError, match=r"a-file/out.csv: cannot write the file: File exists: .*a-file$"):
+        write_predictions(str(blocked / "out.csv"), ["fine"], ["pos"], np.ones((1, 1)), {0: "pos"})
+
+    output = tmp_path / "predictions.csv"
+    write_predictions(str(output), ["fine"], ["pos"], np.ones((1, 1)), {0: "pos"})
+    before = output.read_text()
+
+    def disk_full(self, target, *args, **kwargs) -> None:
+        Path(target).write_text("text,la")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
+    with pytest.raises(OutputError) as error:
+        write_predictions(str(output), ["bad"], ["neg"], np.ones((1, 1)), {0: "neg"})
+    assert str(error.value) == f"{output}: cannot write the file: No space left on device (the previous one is kept)"
+    assert output.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "predictions.csv"]

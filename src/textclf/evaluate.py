@@ -24,8 +24,8 @@ from textclf.files import write_atomically, write_json_atomically
 from textclf.model import stage_metrics
 from textclf.plots import confusion_figure
 from textclf.predict import Predictor
-from textclf.train import resolve_precision
 from textclf.sources import DataError
+from textclf.train import resolve_precision
 
 
 def metrics_of(probabilities: np.ndarray, targets: np.ndarray, multi_label: bool, threshold: float,

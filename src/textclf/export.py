@@ -11,7 +11,6 @@ Each export is checked against the checkpoint's own outputs before it is written
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from transformers import (
 )
 
 from textclf.cli import command_main
+from textclf.files import OutputError
 from textclf.model import CheckpointError, TextClassifier
 
 PROBE_TEXTS = ["a short one", "a somewhat longer text to check that padding and masks agree with each other",
@@ -113,17 +113,20 @@ def export(cfg: DictConfig) -> Path:
         raise CheckpointError(f"format must be hf or onnx, not '{cfg.format}'")
     model = TextClassifier.from_checkpoint(cfg.ckpt_path).float()
     target = Path(cfg.output_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as staging:
-        staging_dir = Path(staging) / "export"
-        staging_dir.mkdir()
-        if cfg.format == "hf":
-            to_hf(model, staging_dir)
-        else:
-            to_onnx(model, staging_dir, cfg.opset)
-        if target.exists():
-            shutil.rmtree(target)
-        staging_dir.rename(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as staging:
+            staging_dir = Path(staging) / "export"
+            staging_dir.mkdir()
+            if cfg.format == "hf":
+                to_hf(model, staging_dir)
+            else:
+                to_onnx(model, staging_dir, cfg.opset)
+            if target.exists():  # out of the way first (deleted with the staging folder), then the new one in
+                target.rename(Path(staging) / "previous")
+            staging_dir.rename(target)
+    except OSError as error:
+        raise OutputError(f"{target}: cannot write the export: {error.strerror or error}") from None
     print(f"[textclf] exported {cfg.format} to {target}")
     return target
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -27,10 +28,13 @@ def write_atomically(path: Path, write: Callable[[Path], Any], what: str = "file
         os.replace(temporary, path)
     except OSError as error:
         reason = error.strerror or str(error) or type(error).__name__
+        if error.filename and Path(error.filename) not in (path, temporary):  # e.g. a parent that is a file
+            reason += f": {error.filename}"
         kept = " (the previous one is kept)" if path.exists() else ""
         raise OutputError(f"{path}: cannot write the {what}: {reason}{kept}") from None
     finally:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
 
 
 def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ the tokenizer and `max_length`), then serves batches padded only to their own lo
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -192,8 +193,9 @@ def tokenize_cached(texts: pd.Series | list[str], tokenizer: PreTrainedTokenizer
         task = progress.add_task(description, total=len(texts))
         for chunk in chunks:
             encoded = encode(chunk.tolist(), tokenizer, max_length, truncation)
-            lengths += [len(ids) for ids in encoded]
-            pieces += [np.asarray(ids, dtype=np.int32) for ids in encoded]
+            chunk_lengths = [len(ids) for ids in encoded]
+            lengths += chunk_lengths  # one flat array per chunk, not one small array per text
+            pieces.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32, count=sum(chunk_lengths)))
             progress.advance(task, len(encoded))
     input_ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
     offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])

@@ -56,27 +56,21 @@ def load_splits(args: argparse.Namespace) -> tuple[list[str], list[int], list[st
 
 
 def run_textclf(args: argparse.Namespace, precision: str) -> dict[str, float]:
-    from hydra import compose, initialize_config_module
-    from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
+    from textclf.cli import compose_config
     from textclf.predict import Predictor
     from textclf.train import train
 
     run_dir = Path(tempfile.mkdtemp(prefix="textclf-bench-"))
-    with initialize_config_module("textclf.conf", version_base="1.3"):
-        cfg = compose("train", return_hydra_config=True, overrides=[
-            f"hydra.run.dir={run_dir}", f"data={args.dataset}", f"model.pretrained={args.model}",
-            f"data.max_train_examples={args.examples or 'null'}", f"data.batch_size={args.batch_size}",
-            f"data.max_length={args.max_length}", f"trainer.max_epochs={args.epochs}", f"model.lr={args.lr}",
-            f"trainer.precision={precision}", f"seed={args.seed}", "trainer.limit_val_batches=0",
-            "trainer.num_sanity_val_steps=0", "callbacks.early_stopping=null", "callbacks.progress_bar=null",
-            "callbacks.model_summary=null", "+trainer.enable_progress_bar=false", "logger=none", "test=false",
-            f"trainer.accelerator={args.device}", f"paths.cache_dir={run_dir / 'cache'}"])
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)
-        del cfg["hydra"]
+    cfg = compose_config("train", [
+        f"data={args.dataset}", f"model.pretrained={args.model}",
+        f"data.max_train_examples={args.examples or 'null'}", f"data.batch_size={args.batch_size}",
+        f"data.max_length={args.max_length}", f"trainer.max_epochs={args.epochs}", f"model.lr={args.lr}",
+        f"trainer.precision={precision}", f"seed={args.seed}", "trainer.limit_val_batches=0",
+        "trainer.num_sanity_val_steps=0", "callbacks.early_stopping=null", "callbacks.progress_bar=null",
+        "callbacks.model_summary=null", "+trainer.enable_progress_bar=false", "logger=none", "test=false",
+        f"trainer.accelerator={args.device}", f"paths.cache_dir={run_dir / 'cache'}"], run_dir)
 
     with open_dict(cfg):  # imported by name: this file runs as __main__, a second copy of the class
         cfg.callbacks["timer"] = {"_target_": "benchmark.FitTimer"}

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from transformers import BertConfig, BertModel, BertTokenizer
+
+from textclf.cli import compose_config
 
 POSITIVE = ["good", "great", "fine", "superb", "lovely", "brilliant"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "terrible", "boring"]
@@ -53,21 +52,13 @@ def toy_csv(tmp_path: Path) -> Path:
 
 def compose_cfg(run_dir: Path, model_dir: Path | str | None, *overrides: str, config: str = "train") -> DictConfig:
     """Compose a textclf config as its command would, quiet, writing into `run_dir`."""
-    GlobalHydra.instance().clear()
-    defaults = [f"hydra.run.dir={run_dir}", f"paths.cache_dir={run_dir.parent / 'cache'}"]
+    defaults = [f"paths.cache_dir={run_dir.parent / 'cache'}"]
     if config == "train":
         defaults += ["callbacks.progress_bar=null", "callbacks.model_summary=null",
                      "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
     if model_dir is not None:
         defaults.append(f"model.pretrained={model_dir}")
-    with initialize_config_module("textclf.conf", version_base="1.3"):
-        cfg = compose(config, overrides=[*defaults, *overrides], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):  # as in a real run: resolved run dir, no `hydra` node
-        cfg.paths.output_dir = str(run_dir)
-        del cfg["hydra"]
-    GlobalHydra.instance().clear()
-    return cfg
+    return compose_config(config, [*defaults, *overrides], run_dir)
 
 
 def toy_training(csv: Path) -> tuple[str, ...]:

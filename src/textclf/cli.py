@@ -8,15 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from textclf.checkpoints import run_dir
 from textclf.files import OutputError
 from textclf.model import CheckpointError
 from textclf.sources import DataError
 
-CONFIG_PATH = "pkg://textclf.conf"
+CONFIG_MODULE = "textclf.conf"
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
 # hydra/default.yaml names the run dir through it: a new one, or the run that `resume=` continues
 OmegaConf.register_new_resolver("textclf_run_dir", run_dir, replace=True)
 
@@ -31,13 +35,32 @@ def command_main(function: Callable[[DictConfig], Any], config_name: str) -> Cal
     return main
 
 
+def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """A command's config composed in-process as the command would compose it, writing into
+    `output_dir`: how tests and benchmarks call `train(cfg)`, `evaluate(cfg)`, ... without a CLI."""
+    GlobalHydra.instance().clear()
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        cfg = compose(config_name, overrides=[f"hydra.run.dir={output_dir}", *overrides], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):  # as in a real run: the resolved run dir, no `hydra` node
+        cfg.paths.output_dir = str(output_dir)
+        del cfg["hydra"]
+    GlobalHydra.instance().clear()
+    return cfg
+
+
 ERROR_FILE = "error.txt"
+
+
+def unwrap(error: BaseException) -> BaseException:
+    """The error itself, or what went wrong inside Hydra's InstantiationException."""
+    return error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
 
 
 def user_error(error: BaseException) -> ValueError | None:
     """textclf's own error to show as is (bad input, a bad setting, a bad checkpoint, a file it cannot
     write), unwrapped from Hydra's InstantiationException; None for anything unexpected."""
-    cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
+    cause = unwrap(error)
     known = isinstance(error, (DataError, CheckpointError, OutputError, InstantiationException))
     return cause if known and isinstance(cause, ValueError) else None
 
@@ -46,7 +69,7 @@ def error_line(error: BaseException) -> str:
     """One line saying what went wrong: a user error's message, else the exception type and first line."""
     if (known := user_error(error)) is not None:
         return str(known)
-    cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
+    cause = unwrap(error)
     text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
     return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
 
@@ -58,13 +81,13 @@ def run_command(function: Callable[[DictConfig], Any], cfg: DictConfig, keep_goi
     try:
         return function(cfg)
     except Exception as error:
-        if keep_going:
-            print(f"textclf: error: {error_line(error)}", file=sys.stderr)
-            output_dir = Path(cfg.paths.output_dir)
-            output_dir.mkdir(parents=True, exist_ok=True)
-            (output_dir / ERROR_FILE).write_text(error_line(error) + "\n")
-            return None
-        if user_error(error) is None:
+        if not keep_going and user_error(error) is None:
             raise
-        print(f"textclf: error: {error_line(error)}", file=sys.stderr)
-        sys.exit(2)
+        line = error_line(error)
+        print(f"textclf: error: {line}", file=sys.stderr)
+        if not keep_going:
+            sys.exit(2)
+        output_dir = Path(cfg.paths.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / ERROR_FILE).write_text(line + "\n")
+        return None

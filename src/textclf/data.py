@@ -408,10 +408,9 @@ class TextClassificationDataModule(L.LightningDataModule):
             num_replicas=trainer.world_size if trainer else 1, rank=trainer.global_rank if trainer else 0,
             current_epoch=(lambda: trainer.current_epoch) if shuffle and trainer else None,
         )
-        if shuffle and trainer is not None:
-            if self.resume_position is not None:
-                sampler.skip_once(*self.resume_position)
-                self.resume_position = None
+        if shuffle and self.resume_position is not None:  # set only when a checkpoint was loaded
+            sampler.skip_once(*self.resume_position)
+            self.resume_position = None
         # its own generator: iterating must not draw from torch's global random state (dropout's)
         return DataLoader(self.datasets[split], batch_sampler=sampler, collate_fn=PadCollator(self.tokenizer.pad_token_id),
                           num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0,

@@ -25,7 +25,7 @@ from transformers import (
 )
 
 from textclf.cli import command_main
-from textclf.files import OutputError
+from textclf.files import OutputError, os_error_reason
 from textclf.model import CheckpointError, TextClassifier
 
 PROBE_TEXTS = ["a short one", "a somewhat longer text to check that padding and masks agree with each other",
@@ -126,7 +126,7 @@ def export(cfg: DictConfig) -> Path:
                 target.rename(Path(staging) / "previous")
             staging_dir.rename(target)
     except OSError as error:
-        raise OutputError(f"{target}: cannot write the export: {error.strerror or error}") from None
+        raise OutputError(f"{target}: cannot write the export: {os_error_reason(error, target)}") from None
     print(f"[textclf] exported {cfg.format} to {target}")
     return target
 

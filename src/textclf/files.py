@@ -14,6 +14,15 @@ class OutputError(ValueError):
     """A file that cannot be written; the message names it and is meant to be shown as is."""
 
 
+def os_error_reason(error: OSError, *own_paths: Path) -> str:
+    """What the system said, plus the file it was about when that is not one of `own_paths` (e.g. a
+    parent directory that is a file)."""
+    reason = error.strerror or str(error) or type(error).__name__
+    if error.filename and Path(error.filename) not in own_paths:
+        reason += f": {error.filename}"
+    return reason
+
+
 def write_atomically(path: Path, write: Callable[[Path], Any], what: str = "file") -> None:
     """`write(temporary_path)` beside `path`, flush it to disk, then rename: readers (and a run that
     resumes) see the old file or the whole new one, never a part. A failure (no space, no permission)
@@ -27,11 +36,8 @@ def write_atomically(path: Path, write: Callable[[Path], Any], what: str = "file
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except OSError as error:
-        reason = error.strerror or str(error) or type(error).__name__
-        if error.filename and Path(error.filename) not in (path, temporary):  # e.g. a parent that is a file
-            reason += f": {error.filename}"
         kept = " (the previous one is kept)" if path.exists() else ""
-        raise OutputError(f"{path}: cannot write the {what}: {reason}{kept}") from None
+        raise OutputError(f"{path}: cannot write the {what}: {os_error_reason(error, path, temporary)}{kept}") from None
     finally:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)

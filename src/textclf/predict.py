@@ -53,7 +53,8 @@ def inference_precision(precision: str | int) -> str | int:
 
 
 class Predictor:
-    """Batched, length-sorted inference under `inference_mode` and (where fast) bf16 autocast.
+    """Batched, length-sorted inference under `inference_mode`, with 16-bit weights (or autocast) where
+    the hardware is fast at them (see `inference_precision`).
 
     `max_length` and `truncation` default to the values the checkpoint was trained with.
     """

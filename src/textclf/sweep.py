@@ -163,9 +163,7 @@ def sweep(cfg: DictConfig, train_overrides: list[str]) -> dict[str, Any]:
             print(f"[textclf] trial {trial.number}: {settings.metric} = {metrics[settings.metric]:.4f}")
         write_summary(sweep_dir, study_rows(study, settings.metric))
 
-    rows = study_rows(study, settings.metric)
-    write_summary(sweep_dir, rows)
-    print_summary(rows)
+    publish_summary(sweep_dir, study_rows(study, settings.metric))
     best = study.best_trial if any(t.state == TrialState.COMPLETE for t in study.trials) else None
     result = {"best_trial": best.number, settings.metric: best.value, "params": best.params,
               "run_dir": best.user_attrs.get("run_dir")} if best else {"best_trial": None}
@@ -219,7 +217,9 @@ def write_summary(sweep_dir: Path, rows: pd.DataFrame) -> None:
     write_atomically(sweep_dir / "summary.md", lambda path: path.write_text(rows.to_markdown(index=False) + "\n"))
 
 
-def print_summary(rows: pd.DataFrame) -> None:
+def publish_summary(sweep_dir: Path, rows: pd.DataFrame) -> None:
+    """The summary written to the sweep dir and printed (without the run dirs, for width)."""
+    write_summary(sweep_dir, rows)
     print(rows.drop(columns=["run_dir"], errors="ignore").to_markdown(index=False, floatfmt=".4g"))
 
 
@@ -241,9 +241,7 @@ class MultirunSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.is_dir():
-            rows = multirun_rows(sweep_dir)
-            write_summary(sweep_dir, rows)
-            print_summary(rows)
+            publish_summary(sweep_dir, multirun_rows(sweep_dir))
 
 
 def summary_main() -> None:
@@ -259,8 +257,7 @@ def summary_main() -> None:
     if rows.empty:
         print(f"textclf: error: {sweep_dir}: no trials or jobs found", file=sys.stderr)
         sys.exit(2)
-    write_summary(sweep_dir, rows)
-    print_summary(rows)
+    publish_summary(sweep_dir, rows)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sweep")

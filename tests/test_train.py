@@ -234,7 +234,7 @@ def test_long_texts_keep_their_head_tail_or_both(tiny_model_dir: Path, truncatio
 
 
 def test_fast_dropout_keeps_the_right_share_and_the_mean() -> None:
-    from textclf.model import FastDropout
+    from textclf.speedups import FastDropout
 
     dropout = FastDropout(0.1).train()
     x = torch.ones(200, 1000, requires_grad=True)
@@ -246,11 +246,58 @@ def test_fast_dropout_keeps_the_right_share_and_the_mean() -> None:
     assert torch.equal(dropout.eval()(x), x)
 
 
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_the_first_token_only_last_layer_gives_the_same_logits_and_gradients(tiny_model_dir: Path,
+                                                                           attention: str) -> None:
+    from textclf.model import TextClassifier
+    from textclf.speedups import FirstTokenLayer
+
+    def build(skip: bool) -> TextClassifier:
+        torch.manual_seed(0)  # the same head
+        return TextClassifier({0: "a", 1: "b", 2: "c"}, pretrained=str(tiny_model_dir), skip_unused_tokens=skip,
+                              attn_implementation=attention).eval()
+
+    full, fast = build(False), build(True)
+    assert isinstance(fast.encoder.encoder.layer[-1], FirstTokenLayer)
+    assert not isinstance(full.encoder.encoder.layer[-1], FirstTokenLayer)
+    assert list(fast.state_dict()) == list(full.state_dict())  # checkpoints and exports are unchanged
+    ids = torch.randint(5, 30, (4, 11))
+    mask = torch.ones_like(ids)
+    mask[1, 7:], mask[3, 2:] = 0, 0
+    logits = [model(ids, mask) for model in (full, fast)]
+    torch.testing.assert_close(logits[1], logits[0], rtol=1e-5, atol=1e-6)
+    for model, output in zip((full, fast), logits):
+        output.pow(2).sum().backward()
+    for (name, a), b in zip(full.named_parameters(), fast.parameters()):
+        if a.grad is not None:
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_only_bert_style_encoders_get_a_first_token_last_layer() -> None:
+    from transformers import (
+        DistilBertConfig,
+        DistilBertModel,
+        RobertaConfig,
+        RobertaModel,
+    )
+
+    from textclf.speedups import skip_unused_tokens
+
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=50)
+    roberta = RobertaModel(RobertaConfig(**small))
+    ids = torch.randint(3, 50, (2, 9))
+    before = roberta.eval()(input_ids=ids).pooler_output
+    assert skip_unused_tokens(roberta)
+    torch.testing.assert_close(roberta(input_ids=ids).pooler_output, before)
+    distilbert = DistilBertModel(DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, vocab_size=50))
+    assert not skip_unused_tokens(distilbert)
+
+
 def test_cpu_training_uses_fast_dropout_and_leaves_frozen_embeddings_alone(make_cfg, toy_csv: Path,
                                                                           tiny_model_dir: Path) -> None:
     from transformers import BertModel
 
-    from textclf.model import FastDropout
+    from textclf.speedups import FastDropout
 
     cfg = make_cfg(*toy_training(toy_csv), "model.freeze_word_embeddings=true", "debug=limit")
     _, objects = train(cfg)

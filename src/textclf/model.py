@@ -33,52 +33,15 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from textclf import speedups
 from textclf.plots import confusion_figure
 from textclf.pretrained import resolve_pretrained
+from textclf.speedups import resolve_attention, use_fast_dropout
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 # pooler: the encoder's own pooler over [CLS] (BERT: dense + tanh), the classic BERT recipe and exactly
 # what AutoModelForSequenceClassification computes; cls: the raw [CLS] state; mean: the mean token state.
 POOLINGS = ("pooler", "cls", "mean")
-
-
-class FastDropout(nn.Module):
-    """Dropout with a mask from 16-bit slices of 64-bit random draws: 4 elements per generator call
-    instead of 1. On CPU, `bernoulli_` was a quarter of a MiniLM training step; this is 3x cheaper.
-    The keep probability is exact to 1/65536."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        count = x.numel()
-        draws = torch.randint(-(2**63), 2**63 - 1, ((count + 3) // 4,), dtype=torch.int64, device=x.device)
-        keep = draws.view(torch.int16)[:count].view(x.shape) >= round(self.p * 65536) - 32768
-        return x * keep.to(x.dtype) * (1 / (1 - self.p))
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
-def use_fast_dropout(module: nn.Module) -> None:
-    """Swap every nn.Dropout inside `module` for FastDropout (CPU only: CUDA's own dropout is fused)."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.Dropout):
-            setattr(module, name, FastDropout(child.p))
-        else:
-            use_fast_dropout(child)
-
-
-def resolve_attention(implementation: str, training: bool) -> str:
-    """`auto`: PyTorch's SDPA, except for training on a CPU, where SDPA's kernels made a MiniLM training
-    step slower than the eager path (119 vs 183 samples/s, README "Performance"); for inference on the
-    CPU, SDPA is the faster one (1,140 vs 1,090 texts/s)."""
-    if implementation != "auto":
-        return implementation
-    return "eager" if training and not torch.cuda.is_available() else "sdpa"
 
 
 class CheckpointError(ValueError):
@@ -140,6 +103,7 @@ class TextClassifier(L.LightningModule):
         attention_dropout: float | None = None,
         freeze_word_embeddings: bool = False,
         fast_dropout: bool = True,
+        skip_unused_tokens: bool = True,
         compile: bool = False,
         attn_implementation: str = "auto",
         trust_remote_code: bool = False,
@@ -173,13 +137,16 @@ class TextClassifier(L.LightningModule):
         # transformers 5 returns from_pretrained models in eval mode (dropout off) and Lightning 2.6 keeps
         # each submodule's mode: switch the encoder to train mode or it would fine-tune without dropout.
         self.encoder.train()
+        if skip_unused_tokens and pooling != "mean":
+            speedups.skip_unused_tokens(self.encoder)
         if freeze_word_embeddings:
             self.encoder.get_input_embeddings().weight.requires_grad_(False)
         self.save_hyperparameters(
             {"id2label": id2label, "pretrained": pretrained, "pooling": pooling, "dropout": dropout, "lr": lr,
              "weight_decay": weight_decay, "warmup_fraction": warmup_fraction, "multi_label": multi_label,
              "threshold": threshold, "class_weights": class_weights, "attention_dropout": attention_dropout,
-             "freeze_word_embeddings": freeze_word_embeddings, "fast_dropout": fast_dropout, "compile": compile,
+             "freeze_word_embeddings": freeze_word_embeddings, "fast_dropout": fast_dropout,
+             "skip_unused_tokens": skip_unused_tokens, "compile": compile,
              "attn_implementation": attn_implementation, "trust_remote_code": trust_remote_code,
              "encoder_config": encoder_config}
         )

@@ -89,9 +89,9 @@ def test_every_file_format_reads_the_same_rows(suffix: str, tmp_path: Path) -> N
 
 def test_batches_are_padded_to_their_own_longest_example(tiny_model_dir: Path, toy_csv: Path, tmp_path: Path) -> None:
     module = datamodule(tiny_model_dir, tmp_path, source="files", train_file=str(toy_csv), max_length=128, batch_size=8)
-    batch = next(iter(module.train_dataloader()))
-    lengths = batch["attention_mask"].sum(1)
-    assert batch["input_ids"].shape[1] == int(lengths.max()) < 128
+    for batch in list(module.train_dataloader())[:10]:
+        longest = int(batch["attention_mask"].sum(1).max())
+        assert batch["input_ids"].shape[1] == -(-longest // 8) * 8 < 128  # rounded up to pad_to_multiple_of
     assert (batch["input_ids"][batch["attention_mask"] == 0] == module.tokenizer.pad_token_id).all()
     assert batch["input_ids"][0, 0] == module.tokenizer.cls_token_id
 
@@ -139,10 +139,14 @@ def test_tokenization_runs_once_and_is_then_read_from_the_cache(tiny_model_dir: 
     assert len(list(tmp_path.iterdir())) == 2
 
 
-def test_collator_keeps_row_indices_for_reordering() -> None:
-    batch = PadCollator(0)([(np.array([5, 6, 7]), 1, 4), (np.array([5]), 0, 9)])
+def test_collator_keeps_row_indices_for_reordering_and_pads_to_the_multiple() -> None:
+    examples = [(np.array([5, 6, 7]), 1, 4), (np.array([5]), 0, 9)]
+    batch = PadCollator(0, pad_to_multiple_of=1)(examples)
     assert batch["index"].tolist() == [4, 9]
     assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
+    batch = PadCollator(0, pad_to_multiple_of=4)(examples)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 0], [5, 0, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
 
 
 def write(path: Path, text: str | bytes) -> Path:

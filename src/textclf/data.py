@@ -49,13 +49,16 @@ class TokenizedSplit(Dataset):
 
 
 class PadCollator:
-    """Pads a batch to its own longest example, never to `max_length`."""
+    """Pads a batch to its own longest example rounded up to a multiple of `pad_to_multiple_of`, never to
+    `max_length`. Rounding to 8 costs a few padding tokens but was faster on the CPU: matrix products
+    whose token count is a multiple of 256 run faster, and fewer distinct shapes compile fewer kernels
+    (README "Performance"); GPUs prefer multiples of 8 as well."""
 
-    def __init__(self, pad_token_id: int) -> None:
-        self.pad_token_id = pad_token_id
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int = 8) -> None:
+        self.pad_token_id, self.pad_to_multiple_of = pad_token_id, pad_to_multiple_of
 
     def __call__(self, examples: list[tuple[np.ndarray, np.ndarray, int]]) -> dict[str, torch.Tensor]:
-        longest = max(len(ids) for ids, _, _ in examples)
+        longest = -(-max(len(ids) for ids, _, _ in examples) // self.pad_to_multiple_of) * self.pad_to_multiple_of
         input_ids = np.full((len(examples), longest), self.pad_token_id, dtype=np.int64)
         attention_mask = np.zeros((len(examples), longest), dtype=np.int64)
         for row, (ids, _, _) in enumerate(examples):
@@ -279,6 +282,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         split_seed: int = 42,
         seed: int = 42,
         bucket_batches: int = 50,
+        pad_to_multiple_of: int = 8,
         empty_texts: str = "drop",
         multi_label: bool = False,
         label_delimiter: str | None = None,
@@ -412,7 +416,8 @@ class TextClassificationDataModule(L.LightningDataModule):
             sampler.skip_once(*self.resume_position)
             self.resume_position = None
         # its own generator: iterating must not draw from torch's global random state (dropout's)
-        return DataLoader(self.datasets[split], batch_sampler=sampler, collate_fn=PadCollator(self.tokenizer.pad_token_id),
+        collate = PadCollator(self.tokenizer.pad_token_id, self.hparams.pad_to_multiple_of)
+        return DataLoader(self.datasets[split], batch_sampler=sampler, collate_fn=collate,
                           num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0,
                           generator=torch.Generator().manual_seed(self.hparams.seed))
 

@@ -70,7 +70,7 @@ def run_textclf(args: argparse.Namespace, precision: str) -> dict[str, float]:
         f"trainer.precision={precision}", f"seed={args.seed}", "trainer.limit_val_batches=0",
         "trainer.num_sanity_val_steps=0", "callbacks.early_stopping=null", "callbacks.progress_bar=null",
         "callbacks.model_summary=null", "+trainer.enable_progress_bar=false", "logger=none", "test=false",
-        f"trainer.accelerator={args.device}", f"paths.cache_dir={run_dir / 'cache'}"], run_dir)
+        f"trainer.accelerator={args.device}", f"paths.cache_dir={run_dir / 'cache'}", *args.override], run_dir)
 
     with open_dict(cfg):  # imported by name: this file runs as __main__, a second copy of the class
         cfg.callbacks["timer"] = {"_target_": "benchmark.FitTimer"}
@@ -166,6 +166,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--override", action="append", default=[],
+                        help="a textclf-train override for the textclf settings, e.g. model.bf16_residual=false (repeatable)")
     parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated, from: " + ", ".join(SETTINGS))
     parser.add_argument("--out", default="outputs/benchmark/benchmark.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -179,7 +181,7 @@ def main() -> None:
     for name in args.settings.split(","):
         command = [sys.executable, __file__, "--worker", name] + [
             f"--{key.replace('_', '-')}={value}" for key, value in vars(args).items()
-            if key not in ("worker", "settings", "out")]
+            if key not in ("worker", "settings", "out", "override")] + [f"--override={o}" for o in args.override]
         print(f"running {name}: {SETTINGS[name]} ...", flush=True)
         completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         line = next((l for l in completed.stdout.splitlines() if l.startswith("RESULT ")), None)

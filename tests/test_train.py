@@ -273,6 +273,23 @@ def test_the_first_token_only_last_layer_gives_the_same_logits_and_gradients(tin
             torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
+def test_the_residual_stream_is_bf16_under_bf16_autocast_only(tiny_model_dir: Path) -> None:
+    from textclf.model import TextClassifier
+
+    def build(bf16_residual: bool) -> TextClassifier:
+        torch.manual_seed(0)
+        return TextClassifier({0: "a", 1: "b"}, pretrained=str(tiny_model_dir), bf16_residual=bf16_residual).eval()
+
+    plain, fast = build(False), build(True)
+    ids, mask = torch.randint(5, 30, (3, 9)), torch.ones(3, 9, dtype=torch.long)
+    assert fast.encoder(input_ids=ids, attention_mask=mask).last_hidden_state.dtype == torch.float32
+    torch.testing.assert_close(fast(ids, mask), plain(ids, mask), rtol=0, atol=0)  # no autocast: unchanged
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert fast.encoder(input_ids=ids, attention_mask=mask).last_hidden_state.dtype == torch.bfloat16
+        assert plain.encoder(input_ids=ids, attention_mask=mask).last_hidden_state.dtype == torch.float32
+        torch.testing.assert_close(fast(ids, mask).float(), plain(ids, mask).float(), rtol=0.05, atol=0.05)
+
+
 def test_only_bert_style_encoders_get_a_first_token_last_layer() -> None:
     from transformers import (
         DistilBertConfig,

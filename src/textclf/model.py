@@ -104,6 +104,7 @@ class TextClassifier(L.LightningModule):
         freeze_word_embeddings: bool = False,
         fast_dropout: bool = True,
         skip_unused_tokens: bool = True,
+        bf16_residual: bool = True,
         compile: bool = False,
         attn_implementation: str = "auto",
         trust_remote_code: bool = False,
@@ -139,6 +140,8 @@ class TextClassifier(L.LightningModule):
         self.encoder.train()
         if skip_unused_tokens and pooling != "mean":
             speedups.skip_unused_tokens(self.encoder)
+        if bf16_residual:
+            speedups.keep_residual_in_bf16(self.encoder)
         if freeze_word_embeddings:
             self.encoder.get_input_embeddings().weight.requires_grad_(False)
         self.save_hyperparameters(
@@ -146,7 +149,7 @@ class TextClassifier(L.LightningModule):
              "weight_decay": weight_decay, "warmup_fraction": warmup_fraction, "multi_label": multi_label,
              "threshold": threshold, "class_weights": class_weights, "attention_dropout": attention_dropout,
              "freeze_word_embeddings": freeze_word_embeddings, "fast_dropout": fast_dropout,
-             "skip_unused_tokens": skip_unused_tokens, "compile": compile,
+             "skip_unused_tokens": skip_unused_tokens, "bf16_residual": bf16_residual, "compile": compile,
              "attn_implementation": attn_implementation, "trust_remote_code": trust_remote_code,
              "encoder_config": encoder_config}
         )

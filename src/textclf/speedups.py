@@ -83,6 +83,24 @@ class FirstTokenLayer(nn.Module):
         return self.output(self.intermediate(attended), attended)
 
 
+def keep_residual_in_bf16(encoder: nn.Module) -> bool:
+    """Under bf16 autocast, make the embeddings' output bf16, so the residual stream, layer norms and
+    attention mask that follow stay bf16 (weights stay fp32). Autocast alone leaves them fp32 and
+    casts them again before every matrix product: a sixth of a CPU training step was such copies."""
+    embeddings = getattr(encoder, "embeddings", None)
+    if not isinstance(embeddings, nn.Module):
+        return False
+    embeddings.register_forward_hook(cast_output_to_bf16_under_autocast)
+    return True
+
+
+def cast_output_to_bf16_under_autocast(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+    device = output.device.type
+    if torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16:
+        return output.to(torch.bfloat16)
+    return None
+
+
 def skip_unused_tokens(encoder: nn.Module) -> bool:
     """Swap the encoder's last layer for a FirstTokenLayer, if it is a BERT-style self-attention layer
     (BERT, RoBERTa, XLM-R, ELECTRA, MiniLM, ...); other architectures are left as they are."""

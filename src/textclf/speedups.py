@@ -72,8 +72,8 @@ class FirstTokenLayer(nn.Module):
         def heads(states: torch.Tensor) -> torch.Tensor:
             return states.view(batch, states.shape[1], -1, attention.attention_head_size).transpose(1, 2)
 
-        if attention_mask is not None:  # [batch, 1, queries or 1, keys]: keep the first query's row
-            attention_mask = attention_mask[:, :, :1]
+        if attention_mask is not None and attention_mask.dim() == 4:  # [batch, 1, queries or 1, keys]
+            attention_mask = attention_mask[:, :, :1]  # the first query's row (flash attention's 2-D mask fits)
         attend = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation,
                                                        eager_attention_forward)
         context, _ = attend(attention, heads(attention.query(first)), heads(attention.key(hidden_states)),

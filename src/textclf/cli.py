@@ -15,7 +15,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from textclf.checkpoints import run_dir
-from textclf.files import OutputError
+from textclf.files import OutputError, write_atomically
 from textclf.model import CheckpointError
 from textclf.sources import DataError
 
@@ -87,7 +87,5 @@ def run_command(function: Callable[[DictConfig], Any], cfg: DictConfig, keep_goi
         print(f"textclf: error: {line}", file=sys.stderr)
         if not keep_going:
             sys.exit(2)
-        output_dir = Path(cfg.paths.output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / ERROR_FILE).write_text(line + "\n")
+        write_atomically(Path(cfg.paths.output_dir) / ERROR_FILE, lambda path: path.write_text(line + "\n"))
         return None

@@ -36,7 +36,6 @@ from transformers import (
 from textclf import speedups
 from textclf.plots import confusion_figure
 from textclf.pretrained import resolve_pretrained
-from textclf.speedups import resolve_attention, use_fast_dropout
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 # pooler: the encoder's own pooler over [CLS] (BERT: dense + tanh), the classic BERT recipe and exactly
@@ -117,7 +116,7 @@ class TextClassifier(L.LightningModule):
         if class_weights is not None and len(class_weights) != len(id2label):
             raise ValueError(f"model.class_weights has {len(class_weights)} weights for {len(id2label)} labels")
         self.tokenizer: PreTrainedTokenizerBase | None = None
-        attention = self.attention = resolve_attention(attn_implementation, training=True)
+        attention = self.attention = speedups.resolve_attention(attn_implementation, training=True)
         if encoder_config is None:  # fresh run: pretrained weights and their tokenizer
             location = resolve_pretrained(pretrained)
             config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
@@ -198,7 +197,7 @@ class TextClassifier(L.LightningModule):
 
     def on_fit_start(self) -> None:
         if self.hparams.fast_dropout and self.device.type == "cpu":
-            use_fast_dropout(self)
+            speedups.use_fast_dropout(self)
         if self.hparams.compile:  # in place: the state dict keeps its keys
             self.encoder.compile(dynamic=True)
 
@@ -213,7 +212,7 @@ class TextClassifier(L.LightningModule):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits, one row per text."""
-        attention = resolve_attention(self.hparams.attn_implementation, self.training)
+        attention = speedups.resolve_attention(self.hparams.attn_implementation, self.training)
         if attention != self.attention:
             self.encoder.set_attn_implementation(attention)
             self.attention = attention

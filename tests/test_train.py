@@ -290,6 +290,17 @@ def test_the_residual_stream_is_bf16_under_bf16_autocast_only(tiny_model_dir: Pa
         torch.testing.assert_close(fast(ids, mask).float(), plain(ids, mask).float(), rtol=0.05, atol=0.05)
 
 
+def test_pretrained_weights_are_read_into_memory_not_mapped_from_their_file(tiny_model_dir: Path,
+                                                                           tmp_path: Path) -> None:
+    """A mapped file's pages are copied on the first write: the first optimizer step paid for all of them."""
+    import shutil
+
+    weights_dir = shutil.copytree(tiny_model_dir, tmp_path / "weights")  # a path no other test has mapped
+    model = TextClassifier({0: "a", 1: "b"}, pretrained=str(weights_dir))
+    mapped = [line for line in Path("/proc/self/maps").read_text().splitlines() if str(weights_dir) in line]
+    assert (weights_dir / "model.safetensors").is_file() and model.encoder is not None and not mapped
+
+
 def test_only_bert_style_encoders_get_a_first_token_last_layer() -> None:
     from transformers import (
         DistilBertConfig,

@@ -65,7 +65,7 @@ def toy_training(csv: Path) -> tuple[str, ...]:
     """Overrides that make the tiny model learn the toy reviews in a few seconds (its random word
     embeddings must learn too, unlike a pretrained model's)."""
     return ("data=files", f"data.train_file={csv}", "model.lr=3e-3", "trainer.max_epochs=4", "data.batch_size=16",
-            "trainer.precision=32-true", "model.freeze_word_embeddings=false")
+            "trainer.precision=32-true", "model.freeze_embeddings=none")
 
 
 @pytest.fixture

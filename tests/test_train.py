@@ -327,15 +327,19 @@ def test_cpu_training_uses_fast_dropout_and_leaves_frozen_embeddings_alone(make_
 
     from textclf.speedups import FastDropout
 
-    cfg = make_cfg(*toy_training(toy_csv), "model.freeze_word_embeddings=true", "debug=limit")
-    _, objects = train(cfg)
-    model = objects["model"]
-    assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())
-    assert any(isinstance(m, FastDropout) for m in model.modules())
-    original = BertModel.from_pretrained(tiny_model_dir).get_input_embeddings().weight
-    torch.testing.assert_close(model.encoder.get_input_embeddings().weight, original, rtol=0, atol=0)
-    assert not torch.equal(model.encoder.encoder.layer[0].output.dense.weight,
-                           BertModel.from_pretrained(tiny_model_dir).encoder.layer[0].output.dense.weight)
+    original = BertModel.from_pretrained(tiny_model_dir)
+    for frozen, kept in (("all", ("word_embeddings", "position_embeddings", "token_type_embeddings", "LayerNorm")),
+                         ("word", ("word_embeddings",))):
+        cfg = make_cfg(*toy_training(toy_csv), f"model.freeze_embeddings={frozen}", "debug=limit")
+        _, objects = train(cfg)
+        model = objects["model"]
+        assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())
+        assert any(isinstance(m, FastDropout) for m in model.modules())
+        for name, weight in model.encoder.embeddings.named_parameters():
+            unchanged = torch.equal(weight, original.embeddings.get_parameter(name))
+            assert unchanged == name.startswith(kept), (frozen, name)
+        assert not torch.equal(model.encoder.encoder.layer[0].output.dense.weight,
+                               original.encoder.layer[0].output.dense.weight)
 
 
 def test_users_add_their_own_config_dir_through_the_search_path(make_cfg, toy_csv: Path, tmp_path: Path) -> None:
@@ -357,6 +361,10 @@ def test_a_bad_setting_ends_the_command_with_one_line_naming_the_key(make_cfg, t
         run_command(train, cfg)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == "textclf: error: model.pooling must be one of pooler, cls, mean, not 'max'"
+    with pytest.raises(SystemExit):
+        run_command(train, make_cfg(*toy_training(toy_csv), "model.freeze_embeddings=some"))
+    assert capsys.readouterr().err.strip() == \
+        "textclf: error: model.freeze_embeddings must be one of none, word, all, not 'some'"
 
 
 def test_compiled_encoder_trains_and_its_checkpoint_loads_uncompiled(make_cfg, toy_csv: Path) -> None:

@@ -41,6 +41,9 @@ NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 # pooler: the encoder's own pooler over [CLS] (BERT: dense + tanh), the classic BERT recipe and exactly
 # what AutoModelForSequenceClassification computes; cls: the raw [CLS] state; mean: the mean token state.
 POOLINGS = ("pooler", "cls", "mean")
+# what of the embedding block stays as pretrained: nothing, the word matrix (half of MiniLM's weights), or
+# all of it (also position and token-type embeddings and their LayerNorm: then layer 0 needs no input gradient)
+FROZEN_EMBEDDINGS = ("none", "word", "all")
 
 
 class CheckpointError(ValueError):
@@ -100,7 +103,7 @@ class TextClassifier(L.LightningModule):
         optimizer: functools.partial | None = None,
         scheduler: functools.partial | None = None,
         attention_dropout: float | None = None,
-        freeze_word_embeddings: bool = False,
+        freeze_embeddings: str = "none",
         fast_dropout: bool = True,
         skip_unused_tokens: bool = True,
         bf16_residual: bool = True,
@@ -112,6 +115,9 @@ class TextClassifier(L.LightningModule):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"model.pooling must be one of {', '.join(POOLINGS)}, not '{pooling}'")
+        if freeze_embeddings not in FROZEN_EMBEDDINGS:
+            raise ValueError(f"model.freeze_embeddings must be one of {', '.join(FROZEN_EMBEDDINGS)}, "
+                             f"not '{freeze_embeddings}'")
         id2label = {int(index): str(name) for index, name in id2label.items()}
         if class_weights is not None and len(class_weights) != len(id2label):
             raise ValueError(f"model.class_weights has {len(class_weights)} weights for {len(id2label)} labels")
@@ -143,13 +149,16 @@ class TextClassifier(L.LightningModule):
             speedups.skip_unused_tokens(self.encoder)
         if bf16_residual:
             speedups.keep_residual_in_bf16(self.encoder)
-        if freeze_word_embeddings:
+        if freeze_embeddings == "word":
             self.encoder.get_input_embeddings().weight.requires_grad_(False)
+        elif freeze_embeddings == "all":
+            embeddings = getattr(self.encoder, "embeddings", None) or self.encoder.get_input_embeddings()
+            embeddings.requires_grad_(False)
         self.save_hyperparameters(
             {"id2label": id2label, "pretrained": pretrained, "pooling": pooling, "dropout": dropout, "lr": lr,
              "weight_decay": weight_decay, "warmup_fraction": warmup_fraction, "multi_label": multi_label,
              "threshold": threshold, "class_weights": class_weights, "attention_dropout": attention_dropout,
-             "freeze_word_embeddings": freeze_word_embeddings, "fast_dropout": fast_dropout,
+             "freeze_embeddings": freeze_embeddings, "fast_dropout": fast_dropout,
              "skip_unused_tokens": skip_unused_tokens, "bf16_residual": bf16_residual, "compile": compile,
              "attn_implementation": attn_implementation, "trust_remote_code": trust_remote_code,
              "encoder_config": encoder_config}

@@ -2,10 +2,12 @@
 
     .venv/bin/python scripts/benchmark.py                      # rotten_tomatoes, 2,000 examples, 1 epoch
     .venv/bin/python scripts/benchmark.py --examples 0 --epochs 3 --out outputs/benchmark/full.json
+    .venv/bin/python scripts/benchmark.py --repeats 3   # every setting 3 times, in interleaved rounds
 
 Each setting trains and predicts in a fresh subprocess (so peak RSS is its own) and reports train
-samples/s, predict samples/s, peak RSS and test accuracy; the summary adds textclf/peer ratios and the
-share of the bf16 compute roof (measured in the same run) that training uses. Needs `accelerate` for the
+samples/s, predict samples/s, peak RSS and test accuracy; with --repeats, the median of each figure over
+rounds that run every setting once (so a slow spell of the machine hits all settings alike). The summary
+adds textclf/peer ratios and the share of the bf16 compute roof (measured in the same run) that training uses. Needs `accelerate` for the
 Trainer (`pip install accelerate`). A benchmark, not a test: the numbers vary with the machine's load.
 """
 
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,7 +28,7 @@ import lightning as L
 import torch
 
 SETTINGS = {
-    "textclf": "textclf defaults (bf16, length buckets, fused AdamW, fast dropout, frozen word embeddings)",
+    "textclf": "textclf defaults (bf16, length buckets, fused AdamW, fast dropout, frozen embeddings)",
     "textclf_fp32": "textclf, precision 32-true",
     "hf_run_glue": "HF Trainer, run_glue defaults: every example padded to 128, fp32",
     "hf_dynamic_bf16": "HF Trainer, dynamic padding + bf16",
@@ -169,6 +172,7 @@ def main() -> None:
     parser.add_argument("--override", action="append", default=[],
                         help="a textclf-train override for the textclf settings, e.g. model.bf16_residual=false (repeatable)")
     parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated, from: " + ", ".join(SETTINGS))
+    parser.add_argument("--repeats", type=int, default=1, help="run every setting this many times; report medians")
     parser.add_argument("--out", default="outputs/benchmark/benchmark.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -177,26 +181,41 @@ def main() -> None:
 
     peaks = {"bf16_gflops": matmul_peak(torch.bfloat16), "fp32_gflops": matmul_peak(torch.float32)}
     print(f"matmul peak: bf16 {peaks['bf16_gflops']:.0f} GFLOP/s, fp32 {peaks['fp32_gflops']:.0f} GFLOP/s", flush=True)
-    results = {}
-    for name in args.settings.split(","):
-        command = [sys.executable, __file__, "--worker", name] + [
-            f"--{key.replace('_', '-')}={value}" for key, value in vars(args).items()
-            if key not in ("worker", "settings", "out", "override")] + [f"--override={o}" for o in args.override]
-        print(f"running {name}: {SETTINGS[name]} ...", flush=True)
-        completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-        line = next((l for l in completed.stdout.splitlines() if l.startswith("RESULT ")), None)
-        if completed.returncode or line is None:
-            print(completed.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"setting {name} failed (exit {completed.returncode})")
-        results[name] = json.loads(line[len("RESULT "):])
-        print(f"  {json.dumps({k: round(v, 3) for k, v in results[name].items()})}", flush=True)
+    names = args.settings.split(",")
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    for round_ in range(1, args.repeats + 1):
+        for name in names:
+            print(f"running {name} ({round_}/{args.repeats}): {SETTINGS[name]} ...", flush=True)
+            runs[name].append(run_setting(name, args))
+            print(f"  {json.dumps({k: round(v, 3) for k, v in runs[name][-1].items()})}", flush=True)
+    results = {name: {key: statistics.median(run[key] for run in runs[name]) for key in runs[name][0]}
+               for name in names}
 
     summary = summarize(results, peaks, args)
+    if args.repeats > 1 and "textclf" in runs:  # the spread: each round's own ratio
+        for peer in ("hf_run_glue", "hf_dynamic_bf16"):
+            if peer in runs:
+                summary[f"train_ratio_vs_{peer}_min"], summary[f"train_ratio_vs_{peer}_max"] = (
+                    f(ours["train_samples_per_s"] / theirs["train_samples_per_s"]
+                      for ours, theirs in zip(runs["textclf"], runs[peer])) for f in (min, max))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"args": vars(args), "peaks": peaks, "results": results, "summary": summary},
-                                         indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({"args": vars(args), "peaks": peaks, "results": results, "runs": runs,
+                                          "summary": summary}, indent=2) + "\n")
     print(markdown_table(results, summary))
     print(f"saved {args.out}")
+
+
+def run_setting(name: str, args: argparse.Namespace) -> dict[str, float]:
+    """One setting in a fresh worker process: its figures, or exit with the worker's error output."""
+    command = [sys.executable, __file__, "--worker", name] + [
+        f"--{key.replace('_', '-')}={value}" for key, value in vars(args).items()
+        if key not in ("worker", "settings", "out", "override", "repeats")] + [f"--override={o}" for o in args.override]
+    completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    line = next((l for l in completed.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if completed.returncode or line is None:
+        print(completed.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"setting {name} failed (exit {completed.returncode})")
+    return json.loads(line[len("RESULT "):])
 
 
 def summarize(results: dict, peaks: dict, args: argparse.Namespace) -> dict:

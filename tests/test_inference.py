@@ -113,6 +113,18 @@ def test_bad_checkpoints_are_refused_with_one_line(trained_toy, tmp_path: Path) 
         assert str(path) in str(error.value) and expected in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_checkpoint_from_before_freeze_embeddings_still_loads_and_predicts_the_same(trained_toy,
+                                                                                      tmp_path: Path) -> None:
+    checkpoint = torch.load(best_checkpoint(trained_toy), weights_only=True)
+    hparams = checkpoint["hyper_parameters"]
+    hparams["freeze_word_embeddings"] = hparams.pop("freeze_embeddings") != "none"
+    older = tmp_path / "older.ckpt"
+    torch.save(checkpoint, older)
+    texts = ["a fine film", "dull and slow"]
+    expected = Predictor.from_checkpoint(best_checkpoint(trained_toy), precision="32-true").predict_proba(texts)
+    np.testing.assert_array_equal(Predictor.from_checkpoint(older, precision="32-true").predict_proba(texts), expected)
+
+
 def test_a_checkpoint_carrying_a_pickled_payload_is_refused_and_never_runs(trained_toy, tmp_path: Path) -> None:
     marker = tmp_path / "payload-ran"
 

@@ -7,8 +7,8 @@
 Each setting trains and predicts in a fresh subprocess (so peak RSS is its own) and reports train
 samples/s, predict samples/s, peak RSS and test accuracy; with --repeats, the median of each figure over
 rounds that run every setting once (so a slow spell of the machine hits all settings alike). The summary
-adds textclf/peer ratios and the share of the bf16 compute roof (measured in the same run) that training uses. Needs `accelerate` for the
-Trainer (`pip install accelerate`). A benchmark, not a test: the numbers vary with the machine's load.
+adds textclf/peer ratios (and each round's train ratio) and the share of the bf16 compute roof (measured
+in the same run) that training uses. Needs `accelerate` for the Trainer (`pip install accelerate`). A benchmark, not a test: the numbers vary with the machine's load.
 """
 
 from __future__ import annotations
@@ -191,13 +191,7 @@ def main() -> None:
     results = {name: {key: statistics.median(run[key] for run in runs[name]) for key in runs[name][0]}
                for name in names}
 
-    summary = summarize(results, peaks, args)
-    if args.repeats > 1 and "textclf" in runs:  # the spread: each round's own ratio
-        for peer in ("hf_run_glue", "hf_dynamic_bf16"):
-            if peer in runs:
-                summary[f"train_ratio_vs_{peer}_min"], summary[f"train_ratio_vs_{peer}_max"] = (
-                    f(ours["train_samples_per_s"] / theirs["train_samples_per_s"]
-                      for ours, theirs in zip(runs["textclf"], runs[peer])) for f in (min, max))
+    summary = summarize(results, runs, peaks, args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"args": vars(args), "peaks": peaks, "results": results, "runs": runs,
                                           "summary": summary}, indent=2) + "\n")
@@ -218,8 +212,9 @@ def run_setting(name: str, args: argparse.Namespace) -> dict[str, float]:
     return json.loads(line[len("RESULT "):])
 
 
-def summarize(results: dict, peaks: dict, args: argparse.Namespace) -> dict:
-    """Ratios against the peers, and the share of the bf16 compute roof used by training."""
+def summarize(results: dict, runs: dict, peaks: dict, args: argparse.Namespace) -> dict:
+    """Ratios against the peers (with the spread of the rounds' train ratios), and the share of the bf16
+    compute roof used by training."""
     from textclf.data import load_tokenizer
     from textclf.sources import PACKAGED
 
@@ -232,6 +227,9 @@ def summarize(results: dict, peaks: dict, args: argparse.Namespace) -> dict:
             summary[f"train_ratio_vs_{peer}"] = ours["train_samples_per_s"] / results[peer]["train_samples_per_s"]
             summary[f"predict_ratio_vs_{peer}"] = ours["predict_samples_per_s"] / results[peer]["predict_samples_per_s"]
             summary[f"rss_ratio_vs_{peer}"] = ours["peak_rss_mb"] / results[peer]["peak_rss_mb"]
+            if args.repeats > 1:
+                rounds = [a["train_samples_per_s"] / b["train_samples_per_s"] for a, b in zip(runs["textclf"], runs[peer])]
+                summary[f"train_ratio_vs_{peer}_min"], summary[f"train_ratio_vs_{peer}_max"] = min(rounds), max(rounds)
     # ~6 FLOPs per parameter per token (forward + backward) over the encoder's non-embedding parameters
     texts = PACKAGED[args.dataset]()["train"]["text"].tolist()[:2000]
     tokens = sum(len(ids) for ids in load_tokenizer(args.model)(texts, truncation=True, max_length=args.max_length)["input_ids"])

@@ -113,11 +113,10 @@ class TextClassifier(L.LightningModule):
         encoder_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"model.pooling must be one of {', '.join(POOLINGS)}, not '{pooling}'")
-        if freeze_embeddings not in FROZEN_EMBEDDINGS:
-            raise ValueError(f"model.freeze_embeddings must be one of {', '.join(FROZEN_EMBEDDINGS)}, "
-                             f"not '{freeze_embeddings}'")
+        for key, value, allowed in (("pooling", pooling, POOLINGS),
+                                    ("freeze_embeddings", freeze_embeddings, FROZEN_EMBEDDINGS)):
+            if value not in allowed:
+                raise ValueError(f"model.{key} must be one of {', '.join(allowed)}, not '{value}'")
         id2label = {int(index): str(name) for index, name in id2label.items()}
         if class_weights is not None and len(class_weights) != len(id2label):
             raise ValueError(f"model.class_weights has {len(class_weights)} weights for {len(id2label)} labels")

@@ -25,8 +25,10 @@ class FastDropout(nn.Module):
             return x
         count = x.numel()
         draws = torch.randint(-(2**63), 2**63 - 1, ((count + 3) // 4,), dtype=torch.int64, device=x.device)
-        keep = draws.view(torch.int16)[:count].view(x.shape) >= round(self.p * 65536) - 32768
-        return x * keep.to(x.dtype) * (1 / (1 - self.p))
+        # the comparison writes the mask as 1.0 / 0.0 in x's dtype: a bool mask cast to bf16 took 5x longer
+        keep = torch.ge(draws.view(torch.int16)[:count].view(x.shape), round(self.p * 65536) - 32768,
+                        out=torch.empty_like(x))
+        return x * keep * (1 / (1 - self.p))
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

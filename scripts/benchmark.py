@@ -65,7 +65,7 @@ def run_textclf(args: argparse.Namespace, precision: str) -> dict[str, float]:
     from textclf.predict import Predictor
     from textclf.train import train
 
-    run_dir = Path(tempfile.mkdtemp(prefix="textclf-bench-"))
+    run_dir = args.scratch / "textclf"
     cfg = compose_config("train", [
         f"data={args.dataset}", f"model.pretrained={args.model}",
         f"data.max_train_examples={args.examples or 'null'}", f"data.batch_size={args.batch_size}",
@@ -131,7 +131,7 @@ def run_hf(args: argparse.Namespace, dynamic_bf16: bool) -> dict[str, float]:
                 for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], labels)]
 
     training_args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(prefix="hf-bench-"), per_device_train_batch_size=args.batch_size,
+        output_dir=str(args.scratch / "hf"), per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=args.batch_size if not dynamic_bf16 else 256, num_train_epochs=args.epochs,
         learning_rate=args.lr, warmup_steps=0.1, seed=args.seed, bf16=dynamic_bf16, eval_strategy="no",
         save_strategy="no", report_to=[], disable_tqdm=True, logging_strategy="no", use_cpu=args.device == "cpu",
@@ -153,7 +153,9 @@ def worker(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     runners = {"textclf": lambda: run_textclf(args, "auto"), "textclf_fp32": lambda: run_textclf(args, "32-true"),
                "hf_run_glue": lambda: run_hf(args, dynamic_bf16=False), "hf_dynamic_bf16": lambda: run_hf(args, True)}
-    result = runners[args.worker]()
+    with tempfile.TemporaryDirectory(prefix="textclf-bench-") as scratch:  # checkpoints and caches go with it
+        args.scratch = Path(scratch)
+        result = runners[args.worker]()
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 

@@ -233,14 +233,16 @@ def test_long_texts_keep_their_head_tail_or_both(tiny_model_dir: Path, truncatio
     assert tokenizer.decode(ids) == f"[CLS] {kept} [SEP]"
 
 
-def test_fast_dropout_keeps_the_right_share_and_the_mean() -> None:
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fast_dropout_keeps_the_right_share_and_the_mean(dtype: torch.dtype) -> None:
     from textclf.speedups import FastDropout
 
     dropout = FastDropout(0.1).train()
-    x = torch.ones(200, 1000, requires_grad=True)
+    x = torch.ones(200, 1000, dtype=dtype, requires_grad=True)
     y = dropout(x)
+    assert y.dtype == dtype
     assert (y == 0).float().mean().item() == pytest.approx(0.1, abs=0.005)
-    assert y.mean().item() == pytest.approx(1.0, abs=0.01)
+    assert y.float().mean().item() == pytest.approx(1.0, abs=0.01)
     y.sum().backward()
     assert torch.equal(x.grad == 0, y == 0)  # the gradient flows through the kept elements only
     assert torch.equal(dropout.eval()(x), x)

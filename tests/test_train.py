@@ -292,6 +292,23 @@ def test_the_residual_stream_is_bf16_under_bf16_autocast_only(tiny_model_dir: Pa
         torch.testing.assert_close(fast(ids, mask).float(), plain(ids, mask).float(), rtol=0.05, atol=0.05)
 
 
+def test_dropout_settings_reach_the_encoder_and_null_keeps_its_own(tiny_model_dir: Path) -> None:
+    from textclf.model import TextClassifier
+
+    def rates(model: TextClassifier) -> tuple[float, float, float, float]:
+        layer = model.encoder.encoder.layer[0]
+        return (layer.attention.self.dropout.p, layer.attention.output.dropout.p, layer.output.dropout.p,
+                model.encoder.embeddings.dropout.p)
+
+    tuned = TextClassifier({0: "a", 1: "b"}, pretrained=str(tiny_model_dir), attention_dropout=0.05, hidden_dropout=0.2)
+    assert rates(tuned) == (0.05, 0.2, 0.2, 0.2)
+    assert tuned.head[0].p == 0.1  # model.dropout is the head's own
+    assert rates(TextClassifier({0: "a", 1: "b"}, pretrained=str(tiny_model_dir))) == (0.1, 0.1, 0.1, 0.1)
+    # a checkpoint rebuilds the encoder from its saved config: the same rates
+    rebuilt = TextClassifier(**{**tuned.hparams, "pretrained": "unused"})
+    assert rates(rebuilt) == (0.05, 0.2, 0.2, 0.2)
+
+
 def test_pretrained_weights_are_read_into_memory_not_mapped_from_their_file(tiny_model_dir: Path,
                                                                            tmp_path: Path) -> None:
     """A mapped file's pages are copied on the first write: the first optimizer step paid for all of them."""

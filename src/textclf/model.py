@@ -103,6 +103,7 @@ class TextClassifier(L.LightningModule):
         optimizer: functools.partial | None = None,
         scheduler: functools.partial | None = None,
         attention_dropout: float | None = None,
+        hidden_dropout: float | None = None,
         freeze_embeddings: str = "none",
         fast_dropout: bool = True,
         skip_unused_tokens: bool = True,
@@ -125,8 +126,10 @@ class TextClassifier(L.LightningModule):
         if encoder_config is None:  # fresh run: pretrained weights and their tokenizer
             location = resolve_pretrained(pretrained)
             config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
-            if attention_dropout is not None and hasattr(config, "attention_probs_dropout_prob"):
-                config.attention_probs_dropout_prob = attention_dropout
+            for key, value in (("attention_probs_dropout_prob", attention_dropout),
+                               ("hidden_dropout_prob", hidden_dropout)):
+                if value is not None and hasattr(config, key):
+                    setattr(config, key, value)
             # read into memory, not memory-mapped: every trained weight is written at the first optimizer
             # step, and copy-on-write of a mapped file made that step 0.2-0.3 s slower (README "Performance")
             self.encoder = AutoModel.from_pretrained(location, config=config, attn_implementation=attention,
@@ -157,7 +160,7 @@ class TextClassifier(L.LightningModule):
             {"id2label": id2label, "pretrained": pretrained, "pooling": pooling, "dropout": dropout, "lr": lr,
              "weight_decay": weight_decay, "warmup_fraction": warmup_fraction, "multi_label": multi_label,
              "threshold": threshold, "class_weights": class_weights, "attention_dropout": attention_dropout,
-             "freeze_embeddings": freeze_embeddings, "fast_dropout": fast_dropout,
+             "hidden_dropout": hidden_dropout, "freeze_embeddings": freeze_embeddings, "fast_dropout": fast_dropout,
              "skip_unused_tokens": skip_unused_tokens, "bf16_residual": bf16_residual, "compile": compile,
              "attn_implementation": attn_implementation, "trust_remote_code": trust_remote_code,
              "encoder_config": encoder_config}

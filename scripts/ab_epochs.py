@@ -37,7 +37,7 @@ import torch
 from hydra.utils import instantiate
 
 from textclf.cli import compose_config
-from textclf.train import resolve_precision
+from textclf.precision import resolve_precision
 
 
 class VariantSwitch(L.Callback):
@@ -91,7 +91,7 @@ def run(variants: dict, args: argparse.Namespace, run_dir: Path) -> VariantSwitc
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     batches = list(datamodule.train_dataloader())
-    model = instantiate(cfg.model, id2label=datamodule.id2label)
+    model = instantiate(cfg.model, net={"num_labels": len(datamodule.id2label)}, id2label=datamodule.id2label)
     plan = ["warm-up"] + [name for _ in range(args.rounds) for name in variants]
     stream = [(name, batch) for name in plan for batch in batches]
     step = type(model).training_step

@@ -63,12 +63,12 @@ def run_textclf(args: argparse.Namespace, precision: str) -> dict[str, float]:
     from omegaconf import open_dict
 
     from textclf.cli import compose_config
-    from textclf.predict import Predictor
+    from textclf.inference import Predictor
     from textclf.train import train
 
     run_dir = args.scratch / "textclf"
     cfg = compose_config("train", [
-        f"data={args.dataset}", f"model.pretrained={args.model}",
+        f"data={args.dataset}", f"model.net.pretrained={args.model}",
         f"data.max_train_examples={args.examples or 'null'}", f"data.batch_size={args.batch_size}",
         f"data.max_length={args.max_length}", f"trainer.max_epochs={args.epochs}", f"model.lr={args.lr}",
         f"trainer.precision={precision}", f"seed={args.seed}", "trainer.limit_val_batches=0",
@@ -83,7 +83,6 @@ def run_textclf(args: argparse.Namespace, precision: str) -> dict[str, float]:
     datamodule, model = objects["datamodule"], objects["model"]
     examples = len(datamodule.datasets["train"]) * args.epochs
 
-    model.tokenizer = datamodule.tokenizer
     model.data_hparams = {"max_length": args.max_length}
     predictor = Predictor(model, precision=precision, device=args.device)
     texts, labels = datamodule.frames["test"]["text"].tolist(), datamodule.datasets["test"].labels
@@ -173,7 +172,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--override", action="append", default=[],
-                        help="a textclf-train override for the textclf settings, e.g. model.bf16_residual=false (repeatable)")
+                        help="a textclf-train override for the textclf settings, e.g. model.net.bf16_residual=false (repeatable)")
     parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated, from: " + ", ".join(SETTINGS))
     parser.add_argument("--repeats", type=int, default=1, help="run every setting this many times; report medians")
     parser.add_argument("--out", default="outputs/benchmark/benchmark.json")
@@ -218,8 +217,8 @@ def run_setting(name: str, args: argparse.Namespace) -> dict[str, float]:
 def summarize(results: dict, runs: dict, peaks: dict, args: argparse.Namespace) -> dict:
     """Ratios against the peers (with the spread of the rounds' train ratios), and the share of the bf16
     compute roof used by training."""
-    from textclf.data import load_tokenizer
     from textclf.sources import PACKAGED
+    from textclf.tokenization import load_tokenizer
 
     summary = {}
     if "textclf" not in results:

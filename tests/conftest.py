@@ -8,10 +8,20 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from omegaconf import DictConfig
 from transformers import BertConfig, BertModel, BertTokenizer
 
 from textclf.cli import compose_config
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` are skipped, with the reason shown, where there is no CUDA GPU."""
+    if torch.cuda.is_available():
+        return
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
 
 POSITIVE = ["good", "great", "fine", "superb", "lovely", "brilliant"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "terrible", "boring"]
@@ -57,7 +67,7 @@ def compose_cfg(run_dir: Path, model_dir: Path | str | None, *overrides: str, co
         defaults += ["callbacks.progress_bar=null", "callbacks.model_summary=null",
                      "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
     if model_dir is not None:
-        defaults.append(f"model.pretrained={model_dir}")
+        defaults.append(f"model.net.pretrained={model_dir}")
     return compose_config(config, [*defaults, *overrides], run_dir)
 
 
@@ -65,7 +75,7 @@ def toy_training(csv: Path) -> tuple[str, ...]:
     """Overrides that make the tiny model learn the toy reviews in a few seconds (its random word
     embeddings must learn too, unlike a pretrained model's)."""
     return ("data=files", f"data.train_file={csv}", "model.lr=3e-3", "trainer.max_epochs=4", "data.batch_size=16",
-            "trainer.precision=32-true", "model.freeze_embeddings=none")
+            "trainer.precision=32-true", "model.net.freeze_embeddings=none")
 
 
 @pytest.fixture

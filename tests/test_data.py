@@ -10,15 +10,11 @@ import pytest
 from conftest import toy_reviews
 
 from textclf import sources
-from textclf.data import (
-    LengthBucketBatchSampler,
-    PadCollator,
-    TextClassificationDataModule,
-    load_tokenizer,
-    sorted_labels,
-    tokenize_cached,
-)
-from textclf.sources import DataError
+from textclf.batching import LengthBucketBatchSampler, PadCollator
+from textclf.data import TextClassificationDataModule
+from textclf.errors import DataError
+from textclf.labels import sorted_labels
+from textclf.tokenization import load_tokenizer, tokenize_cached
 
 
 @pytest.mark.parametrize(("name", "sizes", "num_labels"), [
@@ -183,11 +179,11 @@ def test_single_class_and_unseen_labels_are_refused(tiny_model_dir: Path, tmp_pa
         datamodule(tiny_model_dir, tmp_path, source="files", train_file=str(train), val_file=str(val))
 
 
-def test_empty_texts_are_dropped_with_a_count_or_refused(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
+def test_empty_texts_are_dropped_with_a_count_or_refused(tiny_model_dir: Path, tmp_path: Path, caplog) -> None:
     path = write(tmp_path / "gaps.csv", "text,label\n" + "good film,pos\nbad film,neg\n" * 10 + ",pos\n   ,neg\n")
     module = datamodule(tiny_model_dir, tmp_path, source="files", train_file=str(path))
     assert sum(len(frame) for frame in module.frames.values()) == 20
-    assert "gaps.csv (train): dropped 2 of 22 rows with an empty text" in capsys.readouterr().out
+    assert f"{path} (train): dropped 2 of 22 rows with an empty text" in caplog.messages
     with pytest.raises(DataError, match=r"gaps.csv \(train\): row 21 has an empty text"):
         datamodule(tiny_model_dir, tmp_path, source="files", train_file=str(path), empty_texts="error")
 

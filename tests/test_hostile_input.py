@@ -1,6 +1,6 @@
 """Hostile input, property-based: arbitrary unicode, control characters, null bytes, quotes and newlines
 inside texts, byte-order marks, huge texts, many classes. Nothing crashes, no row is lost without a
-printed count, and predictions stay aligned with their inputs."""
+logged count, and predictions stay aligned with their inputs."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from textclf import sources
 from textclf.data import TextClassificationDataModule
-from textclf.predict import Predictor, read_texts, write_predictions
-from textclf.sources import DataError
+from textclf.errors import DataError
+from textclf.inference import Predictor
+from textclf.predict import read_texts, write_predictions
 
 # any unicode scalar value but lone surrogates (UTF-8 cannot hold them), control characters and NUL included
 ANY_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
@@ -61,7 +62,8 @@ def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path: Path, 
 @SETTINGS
 @given(rows=st.lists(st.tuples(ANY_TEXT, LABELS), min_size=12, max_size=40))
 def test_the_data_module_keeps_every_nonempty_row_and_counts_the_rest(tiny_model_dir: Path, tmp_path: Path,
-                                                                     rows: list[tuple[str, object]], capsys) -> None:
+                                                                     rows: list[tuple[str, object]], caplog) -> None:
+    caplog.clear()  # one fixture for every example hypothesis draws
     rows += [("good film", "pos"), ("bad film", "neg")]  # at least two classes
     path = tmp_path / "hostile.jsonl"
     path.write_text("".join(json.dumps({"text": t, "label": l}, ensure_ascii=False) + "\n" for t, l in rows),
@@ -73,7 +75,7 @@ def test_the_data_module_keeps_every_nonempty_row_and_counts_the_rest(tiny_model
     empty = sum(1 for text, _ in rows if not text.strip())
     assert kept == len(rows) - empty
     if empty:
-        assert f"dropped {empty} of {len(rows)} rows with an empty text" in capsys.readouterr().out
+        assert f"{path} (train): dropped {empty} of {len(rows)} rows with an empty text" in caplog.messages
     # every label, whatever its type in the file, is one class named by its text
     assert set(module.id2label.values()) == {str(label) for text, label in rows if text.strip()}
     kept_texts = sorted(text for frame in module.frames.values() for text in frame["text"])
@@ -125,7 +127,7 @@ def test_a_thousand_classes_train_and_predict(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg("data=files", f"data.train_file={path}", "data.val_fraction=0.0003", "data.test_fraction=0.0003",
                    "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.precision=32-true")
     metrics, objects = train(cfg)
-    assert objects["model"].head[-1].out_features == 1000
+    assert objects["model"].net.head[-1].out_features == 1000
     assert 0.0 <= metrics["test/acc"] <= 1.0
     predictor = Predictor(objects["model"], precision="32-true")
     assert predictor.predict_proba(["good film"]).shape == (1, 1000)

@@ -14,10 +14,15 @@ import torch
 from conftest import compose_cfg, toy_reviews
 from transformers import pipeline
 
+from textclf.checkpoints import load_classifier
+from textclf.errors import CheckpointError, DataError
 from textclf.evaluate import evaluate
 from textclf.export import export
-from textclf.model import CheckpointError, TextClassifier
-from textclf.predict import Predictor, predict
+from textclf.inference import Predictor
+from textclf.precision import inference_precision, resolve_precision
+from textclf.predict import predict, read_texts
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def best_checkpoint(trained_toy) -> str:
@@ -91,7 +96,7 @@ def test_export_onnx_matches_pytorch_on_other_shapes(trained_toy, tmp_path: Path
     directory = export(compose_cfg(tmp_path / "x", None, f"ckpt_path={best_checkpoint(trained_toy)}", "format=onnx",
                                    f"output_dir={tmp_path / 'onnx'}", config="export"))
     session = onnxruntime.InferenceSession(str(directory / "model.onnx"))
-    model = TextClassifier.from_checkpoint(best_checkpoint(trained_toy))
+    model = load_classifier(best_checkpoint(trained_toy))
     inputs = model.tokenizer(toy_reviews(7, seed=3)["text"].tolist(), padding=True, return_tensors="np",
                              return_token_type_ids=False)
     (logits,) = session.run(None, {k: v.astype(np.int64) for k, v in inputs.items()})
@@ -109,20 +114,40 @@ def test_bad_checkpoints_are_refused_with_one_line(trained_toy, tmp_path: Path) 
     for path, expected in ((tmp_path / "missing.ckpt", "checkpoint not found"),
                            (truncated, "not a readable checkpoint"), (garbage, "not a PyTorch file")):
         with pytest.raises(CheckpointError) as error:
-            TextClassifier.from_checkpoint(path)
+            load_classifier(path)
         assert str(path) in str(error.value) and expected in str(error.value) and "\n" not in str(error.value)
 
 
-def test_a_checkpoint_from_before_freeze_embeddings_still_loads_and_predicts_the_same(trained_toy,
-                                                                                      tmp_path: Path) -> None:
-    checkpoint = torch.load(best_checkpoint(trained_toy), weights_only=True)
-    hparams = checkpoint["hyper_parameters"]
-    hparams["freeze_word_embeddings"] = hparams.pop("freeze_embeddings") != "none"
-    older = tmp_path / "older.ckpt"
-    torch.save(checkpoint, older)
-    texts = ["a fine film", "dull and slow"]
-    expected = Predictor.from_checkpoint(best_checkpoint(trained_toy), precision="32-true").predict_proba(texts)
-    np.testing.assert_array_equal(Predictor.from_checkpoint(older, precision="32-true").predict_proba(texts), expected)
+@pytest.mark.parametrize("older", ["0.1.0", "0.1.0 before freeze_embeddings"])
+def test_a_checkpoint_of_textclf_0_1_0_loads_predicts_and_evaluates_as_it_did(tmp_path: Path, older: str) -> None:
+    """tests/fixtures/legacy_v0.1.0.ckpt was written by textclf 0.1.0 (the module held encoder and head, and
+    every setting was a hyper-parameter), with the predictions and eval metrics that version gave. Before
+    `freeze_embeddings` that setting was a boolean `freeze_word_embeddings`."""
+    path = FIXTURES / "legacy_v0.1.0.ckpt"
+    if older.endswith("before freeze_embeddings"):
+        checkpoint = torch.load(path, weights_only=True)
+        hparams = checkpoint["hyper_parameters"]
+        hparams["freeze_word_embeddings"] = hparams.pop("freeze_embeddings") != "none"
+        path = tmp_path / "older.ckpt"
+        torch.save(checkpoint, path)
+    expected = json.loads((FIXTURES / "legacy_v0.1.0_expected.json").read_text())
+    texts = pd.read_csv(FIXTURES / "legacy_v0.1.0_texts.csv")
+    predictor = Predictor.from_checkpoint(path, precision="32-true")
+    probabilities = predictor.predict_proba(texts["text"].tolist())
+    np.testing.assert_allclose(probabilities, expected["probabilities"], atol=1e-5)
+    assert predictor.labels_of(probabilities) == expected["labels"]
+    assert predictor.id2label == {int(k): v for k, v in expected["id2label"].items()}
+    metrics = evaluate(compose_cfg(tmp_path / "eval", None, f"ckpt_path={path}", "data=files",
+                                   f"data.test_file={FIXTURES / 'legacy_v0.1.0_texts.csv'}", config="eval"))
+    for key, value in expected["eval_metrics"].items():
+        assert metrics[key] == pytest.approx(value, abs=1e-4), key
+    exported = export(compose_cfg(tmp_path / "export", None, f"ckpt_path={path}", "format=hf",
+                                  f"output_dir={tmp_path / 'hf'}", config="export"))
+    classify = pipeline("text-classification", model=str(exported), top_k=None)
+    scores = classify(texts["text"].tolist()[:5])
+    for row, expected_row in zip(scores, expected["probabilities"][:5]):
+        by_label = {item["label"]: item["score"] for item in row}
+        assert [by_label[name] for name in predictor.id2label.values()] == pytest.approx(expected_row, abs=1e-4)
 
 
 def test_a_checkpoint_carrying_a_pickled_payload_is_refused_and_never_runs(trained_toy, tmp_path: Path) -> None:
@@ -137,14 +162,11 @@ def test_a_checkpoint_carrying_a_pickled_payload_is_refused_and_never_runs(train
     tampered = tmp_path / "tampered.ckpt"
     torch.save(checkpoint, tampered)
     with pytest.raises(CheckpointError, match="refused"):
-        TextClassifier.from_checkpoint(tampered)
+        load_classifier(tampered)
     assert not marker.exists()
 
 
 def test_plain_text_input_is_cut_at_newlines_only_and_must_be_utf8(tmp_path: Path) -> None:
-    from textclf.predict import read_texts
-    from textclf.sources import DataError
-
     path = tmp_path / "texts.txt"
     path.write_bytes("\ufefffirst\u2028still first\r\nsecond\n\nfourth\n".encode())
     assert read_texts(str(path), "text") == ["first\u2028still first", "second", "", "fourth"]
@@ -166,9 +188,6 @@ def test_int8_quantized_prediction_stays_close(trained_toy) -> None:
 
 
 def test_inference_keeps_its_weights_in_16_bit_where_that_is_fast_and_predicts_the_same(trained_toy) -> None:
-    from textclf.predict import inference_precision
-    from textclf.train import resolve_precision
-
     texts = toy_reviews(300, seed=8)["text"].tolist()
     fast = Predictor.from_checkpoint(best_checkpoint(trained_toy))
     reference = Predictor.from_checkpoint(best_checkpoint(trained_toy), precision="32-true")
@@ -180,7 +199,7 @@ def test_inference_keeps_its_weights_in_16_bit_where_that_is_fast_and_predicts_t
     assert agreement >= 0.98
 
 
-def test_prediction_that_runs_out_of_memory_retries_with_smaller_slices(trained_toy, capsys) -> None:
+def test_prediction_that_runs_out_of_memory_retries_with_smaller_slices(trained_toy, caplog) -> None:
     texts = toy_reviews(300, seed=5)["text"].tolist()
     predictor = Predictor.from_checkpoint(best_checkpoint(trained_toy), batch_size=64, precision="32-true")
     expected = predictor.predict_proba(texts)
@@ -195,19 +214,17 @@ def test_prediction_that_runs_out_of_memory_retries_with_smaller_slices(trained_
     predictor.model.forward = forward_with_little_memory
     assert np.allclose(predictor.predict_proba(texts), expected, atol=1e-5)
     assert max(sizes) == 64 and sizes.count(64) == 1 and sizes[-1] <= 8  # halved once per failure, then kept
-    assert "out of memory: predicting 8 texts at a time" in capsys.readouterr().err
+    assert "out of memory: predicting 8 texts at a time" in caplog.messages
 
 
 def test_an_unknown_output_type_is_refused_before_any_work(tmp_path: Path) -> None:
-    from textclf.predict import predict
-    from textclf.sources import DataError
-
     cfg = compose_cfg(tmp_path / "p", None, f"ckpt_path={tmp_path / 'never-loaded.ckpt'}", f"input={tmp_path / 'x.txt'}",
                       f"output={tmp_path / 'out.xlsx'}", config="predict")
     with pytest.raises(DataError, match=r"out.xlsx: unknown output type '.xlsx'"):
         predict(cfg)
 
 
+@pytest.mark.slow
 def test_ddp_sim_trains_over_two_processes_and_matches_a_single_process_evaluation(tiny_model_dir: Path,
                                                                                     tmp_path: Path) -> None:
     from conftest import toy_training

@@ -23,11 +23,11 @@ TESTS = Path(__file__).resolve().parent
 
 
 def test_the_search_space_is_written_in_hydra_sweep_syntax() -> None:
-    space = search_space({"model.lr": "tag(log, interval(1e-5, 3e-4))", "model.dropout": "interval(0.0, 0.3)",
+    space = search_space({"model.lr": "tag(log, interval(1e-5, 3e-4))", "model.net.dropout": "interval(0.0, 0.3)",
                           "data.batch_size": "choice(16, 32)", "data.max_length": "range(64, 257, 64)",
                           "trainer": {"max_epochs": "tag(int, interval(1, 4))"}})
     assert space == {"model.lr": FloatDistribution(1e-5, 3e-4, log=True),
-                     "model.dropout": FloatDistribution(0.0, 0.3),
+                     "model.net.dropout": FloatDistribution(0.0, 0.3),
                      "data.batch_size": CategoricalDistribution([16, 32]),
                      "data.max_length": IntDistribution(64, 256, step=64),
                      "trainer.max_epochs": IntDistribution(1, 4)}
@@ -45,11 +45,12 @@ def run(command: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess
 def quick_training(tiny_model_dir: Path, tmp_path: Path) -> list[str]:
     csv = tmp_path / "reviews.csv"
     toy_reviews(300).to_csv(csv, index=False)
-    return [*toy_training(csv), f"model.pretrained={tiny_model_dir}", "trainer.max_epochs=1",
+    return [*toy_training(csv), f"model.net.pretrained={tiny_model_dir}", "trainer.max_epochs=1",
             f"paths.cache_dir={tmp_path / 'cache'}", "callbacks.progress_bar=null", "callbacks.model_summary=null",
             "+trainer.enable_progress_bar=false"]
 
 
+@pytest.mark.slow
 def test_a_sweep_survives_a_failing_trial_and_a_kill_and_resumes_to_its_trial_count(quick_training, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     command = [*quick_training, f"hydra.run.dir={sweep_dir}", "sweep.n_trials=4",
@@ -61,7 +62,7 @@ def test_a_sweep_survives_a_failing_trial_and_a_kill_and_resumes_to_its_trial_co
 
     resumed = run("sweep", *command, f"resume={sweep_dir}", cwd=tmp_path)  # the same command, resumed
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "trial 2 was interrupted; its settings run again" in resumed.stdout
+    assert "trial 2 was interrupted; its settings run again" in resumed.stderr
     summary = pd.read_csv(sweep_dir / "summary.csv").set_index("trial")
     assert sorted(summary.index) == [0, 1, 2, 3, 4]  # 4 finished trials, plus the killed one
     assert summary.loc[[0, 3, 4], "status"].eq("complete").all()
@@ -94,20 +95,21 @@ def test_a_grid_multirun_writes_one_run_dir_per_job_and_a_summary(quick_training
     assert sorted(zip(summary["model.lr"], summary["data.batch_size"])) == [
         (1e-3, 16), (1e-3, 32), (3e-3, 16), (3e-3, 32)]
     assert list(summary["val/acc_best"]) == sorted(summary["val/acc_best"], reverse=True)
-    assert "model.pretrained" not in summary  # settings all jobs share are left out
+    assert "model.net.pretrained" not in summary  # settings all jobs share are left out
 
 
 def test_a_failing_grid_job_is_recorded_and_the_others_run(quick_training, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "grid"
-    result = run("train", "-m", *quick_training, f"hydra.sweep.dir={sweep_dir}", "model.pooling=pooler,max,mean",
+    result = run("train", "-m", *quick_training, f"hydra.sweep.dir={sweep_dir}", "model.net.pooling=pooler,max,mean",
                  cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    summary = pd.read_csv(sweep_dir / "summary.csv").set_index("model.pooling")
+    summary = pd.read_csv(sweep_dir / "summary.csv").set_index("model.net.pooling")
     assert summary.loc[["pooler", "mean"], "status"].eq("complete").all()
     assert summary.loc["max", "status"] == "failed"
-    assert summary.loc["max", "error"] == "model.pooling must be one of pooler, cls, mean, not 'max'"
+    assert summary.loc["max", "error"] == "model.net.pooling must be one of pooler, cls, mean, not 'max'"
 
 
+@pytest.mark.slow
 def test_real_ddp_jobs_of_a_multirun_write_one_run_dir_each(quick_training, tmp_path: Path) -> None:
     """strategy=ddp starts each job's second process by running the command again: it must write into
     its job's run dir, not a run dir of its own."""

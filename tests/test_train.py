@@ -20,9 +20,11 @@ from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from textclf.model import TextClassifier
+from textclf.checkpoints import load_classifier
+from textclf.module import TextClassifier
 from textclf.pretrained import resolve_pretrained
-from textclf.train import resolve_precision, train
+from textclf.precision import resolve_precision
+from textclf.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ["rotten_tomatoes", "imdb", "sms_spam", "trec6", "newsgroups20"]
@@ -103,7 +105,7 @@ def test_the_encoder_fine_tunes_in_train_mode(make_cfg, toy_csv: Path) -> None:
 def test_checkpoint_alone_rebuilds_the_model_and_names_its_labels(trained_toy) -> None:
     cfg, _, objects = trained_toy
     model: TextClassifier = objects["model"].eval()  # tested, so holding the best checkpoint's weights
-    restored = TextClassifier.from_checkpoint(objects["trainer"].checkpoint_callback.best_model_path)
+    restored = load_classifier(objects["trainer"].checkpoint_callback.best_model_path)
     batch = next(iter(objects["datamodule"].test_dataloader()))
     with torch.no_grad():
         torch.testing.assert_close(restored(batch["input_ids"], batch["attention_mask"]),
@@ -178,12 +180,13 @@ def test_the_slurm_launcher_preset_composes_with_the_submitit_plugin(tmp_path: P
     assert launcher.tasks_per_node == 4 and launcher.timeout_min == 240
 
 
+@pytest.mark.slow
 def test_packaged_minilm_fine_tunes_and_its_loss_falls(make_cfg) -> None:
     """The real all-MiniLM-L6-v2 from its PyPI package, a few dozen steps on rotten_tomatoes."""
     cfg = make_cfg("data.max_train_examples=480", "data.batch_size=16", "trainer.max_epochs=2", "model.lr=1e-4",
                    "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "callbacks.early_stopping=null",
                    model_dir=None)
-    assert Path(resolve_pretrained(cfg.model.pretrained)).is_dir()
+    assert Path(resolve_pretrained(cfg.model.net.pretrained)).is_dir()
     probe = train_with_probe(cfg)
     assert len(probe.losses) == 60
     first, last = sum(probe.losses[:10]) / 10, sum(probe.losses[-10:]) / 10
@@ -200,7 +203,7 @@ def test_multi_label_data_trains_with_a_sigmoid_per_label(make_cfg, tmp_path: Pa
     path = tmp_path / "multi.csv"
     frame.to_csv(path, index=False)
     cfg = make_cfg(*toy_training(path), "data.multi_label=true", "data.label_delimiter=|", "trainer.max_epochs=8",
-                   "model.pooling=mean")
+                   "model.net.pooling=mean")
     metrics, objects = train(cfg)
     assert objects["datamodule"].id2label == {0: "acting", 1: "negative", 2: "plot", 3: "positive"}
     assert isinstance(objects["model"].loss, torch.nn.BCEWithLogitsLoss)
@@ -225,119 +228,12 @@ def test_balanced_class_weights_follow_the_training_frequencies(make_cfg, tmp_pa
 def test_long_texts_keep_their_head_tail_or_both(tiny_model_dir: Path, truncation: str, kept: str) -> None:
     from transformers import BertTokenizer
 
-    from textclf.data import encode
+    from textclf.tokenization import encode
 
     tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
                                                               + [f"w{n}" for n in range(20)])})
     ids = encode([" ".join(f"w{n}" for n in range(20))], tokenizer, max_length=8, truncation=truncation)[0]
     assert tokenizer.decode(ids) == f"[CLS] {kept} [SEP]"
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fast_dropout_keeps_the_right_share_and_the_mean(dtype: torch.dtype) -> None:
-    from textclf.speedups import FastDropout
-
-    dropout = FastDropout(0.1).train()
-    x = torch.ones(200, 1000, dtype=dtype, requires_grad=True)
-    y = dropout(x)
-    assert y.dtype == dtype
-    assert (y == 0).float().mean().item() == pytest.approx(0.1, abs=0.005)
-    assert y.float().mean().item() == pytest.approx(1.0, abs=0.01)
-    y.sum().backward()
-    assert torch.equal(x.grad == 0, y == 0)  # the gradient flows through the kept elements only
-    assert torch.equal(dropout.eval()(x), x)
-
-
-@pytest.mark.parametrize("attention", ["eager", "sdpa"])
-def test_the_first_token_only_last_layer_gives_the_same_logits_and_gradients(tiny_model_dir: Path,
-                                                                           attention: str) -> None:
-    from textclf.model import TextClassifier
-    from textclf.speedups import FirstTokenLayer
-
-    def build(skip: bool) -> TextClassifier:
-        torch.manual_seed(0)  # the same head
-        return TextClassifier({0: "a", 1: "b", 2: "c"}, pretrained=str(tiny_model_dir), skip_unused_tokens=skip,
-                              attn_implementation=attention).eval()
-
-    full, fast = build(False), build(True)
-    assert isinstance(fast.encoder.encoder.layer[-1], FirstTokenLayer)
-    assert not isinstance(full.encoder.encoder.layer[-1], FirstTokenLayer)
-    assert list(fast.state_dict()) == list(full.state_dict())  # checkpoints and exports are unchanged
-    ids = torch.randint(5, 30, (4, 11))
-    mask = torch.ones_like(ids)
-    mask[1, 7:], mask[3, 2:] = 0, 0
-    logits = [model(ids, mask) for model in (full, fast)]
-    torch.testing.assert_close(logits[1], logits[0], rtol=1e-5, atol=1e-6)
-    for model, output in zip((full, fast), logits):
-        output.pow(2).sum().backward()
-    for (name, a), b in zip(full.named_parameters(), fast.parameters()):
-        if a.grad is not None:
-            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
-
-
-def test_the_residual_stream_is_bf16_under_bf16_autocast_only(tiny_model_dir: Path) -> None:
-    from textclf.model import TextClassifier
-
-    def build(bf16_residual: bool) -> TextClassifier:
-        torch.manual_seed(0)
-        return TextClassifier({0: "a", 1: "b"}, pretrained=str(tiny_model_dir), bf16_residual=bf16_residual).eval()
-
-    plain, fast = build(False), build(True)
-    ids, mask = torch.randint(5, 30, (3, 9)), torch.ones(3, 9, dtype=torch.long)
-    assert fast.encoder(input_ids=ids, attention_mask=mask).last_hidden_state.dtype == torch.float32
-    torch.testing.assert_close(fast(ids, mask), plain(ids, mask), rtol=0, atol=0)  # no autocast: unchanged
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert fast.encoder(input_ids=ids, attention_mask=mask).last_hidden_state.dtype == torch.bfloat16
-        assert plain.encoder(input_ids=ids, attention_mask=mask).last_hidden_state.dtype == torch.float32
-        torch.testing.assert_close(fast(ids, mask).float(), plain(ids, mask).float(), rtol=0.05, atol=0.05)
-
-
-def test_dropout_settings_reach_the_encoder_and_null_keeps_its_own(tiny_model_dir: Path) -> None:
-    from textclf.model import TextClassifier
-
-    def rates(model: TextClassifier) -> tuple[float, float, float, float]:
-        layer = model.encoder.encoder.layer[0]
-        return (layer.attention.self.dropout.p, layer.attention.output.dropout.p, layer.output.dropout.p,
-                model.encoder.embeddings.dropout.p)
-
-    tuned = TextClassifier({0: "a", 1: "b"}, pretrained=str(tiny_model_dir), attention_dropout=0.05, hidden_dropout=0.2)
-    assert rates(tuned) == (0.05, 0.2, 0.2, 0.2)
-    assert tuned.head[0].p == 0.1  # model.dropout is the head's own
-    assert rates(TextClassifier({0: "a", 1: "b"}, pretrained=str(tiny_model_dir))) == (0.1, 0.1, 0.1, 0.1)
-    # a checkpoint rebuilds the encoder from its saved config: the same rates
-    rebuilt = TextClassifier(**{**tuned.hparams, "pretrained": "unused"})
-    assert rates(rebuilt) == (0.05, 0.2, 0.2, 0.2)
-
-
-def test_pretrained_weights_are_read_into_memory_not_mapped_from_their_file(tiny_model_dir: Path,
-                                                                           tmp_path: Path) -> None:
-    """A mapped file's pages are copied on the first write: the first optimizer step paid for all of them."""
-    import shutil
-
-    weights_dir = shutil.copytree(tiny_model_dir, tmp_path / "weights")  # a path no other test has mapped
-    _model = TextClassifier({0: "a", 1: "b"}, pretrained=str(weights_dir))  # alive while the maps are read
-    mapped = [line for line in Path("/proc/self/maps").read_text().splitlines() if str(weights_dir) in line]
-    assert (weights_dir / "model.safetensors").is_file() and not mapped
-
-
-def test_only_bert_style_encoders_get_a_first_token_last_layer() -> None:
-    from transformers import (
-        DistilBertConfig,
-        DistilBertModel,
-        RobertaConfig,
-        RobertaModel,
-    )
-
-    from textclf.speedups import skip_unused_tokens
-
-    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=50)
-    roberta = RobertaModel(RobertaConfig(**small))
-    ids = torch.randint(3, 50, (2, 9))
-    before = roberta.eval()(input_ids=ids).pooler_output
-    assert skip_unused_tokens(roberta)
-    torch.testing.assert_close(roberta(input_ids=ids).pooler_output, before)
-    distilbert = DistilBertModel(DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, vocab_size=50))
-    assert not skip_unused_tokens(distilbert)
 
 
 def test_cpu_training_uses_fast_dropout_and_leaves_frozen_embeddings_alone(make_cfg, toy_csv: Path,
@@ -349,15 +245,15 @@ def test_cpu_training_uses_fast_dropout_and_leaves_frozen_embeddings_alone(make_
     original = BertModel.from_pretrained(tiny_model_dir)
     for frozen, kept in (("all", ("word_embeddings", "position_embeddings", "token_type_embeddings", "LayerNorm")),
                          ("word", ("word_embeddings",))):
-        cfg = make_cfg(*toy_training(toy_csv), f"model.freeze_embeddings={frozen}", "debug=limit")
+        cfg = make_cfg(*toy_training(toy_csv), f"model.net.freeze_embeddings={frozen}", "debug=limit")
         _, objects = train(cfg)
         model = objects["model"]
         assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())
         assert any(isinstance(m, FastDropout) for m in model.modules())
-        for name, weight in model.encoder.embeddings.named_parameters():
+        for name, weight in model.net.encoder.embeddings.named_parameters():
             unchanged = torch.equal(weight, original.embeddings.get_parameter(name))
             assert unchanged == name.startswith(kept), (frozen, name)
-        assert not torch.equal(model.encoder.encoder.layer[0].output.dense.weight,
+        assert not torch.equal(model.net.encoder.encoder.layer[0].output.dense.weight,
                                original.encoder.layer[0].output.dense.weight)
 
 
@@ -375,21 +271,31 @@ def test_users_add_their_own_config_dir_through_the_search_path(make_cfg, toy_cs
 def test_a_bad_setting_ends_the_command_with_one_line_naming_the_key(make_cfg, toy_csv: Path, capsys) -> None:
     from textclf.cli import run_command
 
-    cfg = make_cfg(*toy_training(toy_csv), "model.pooling=max")
+    cfg = make_cfg(*toy_training(toy_csv), "model.net.pooling=max")
     with pytest.raises(SystemExit) as exit_info:
         run_command(train, cfg)
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip() == "textclf: error: model.pooling must be one of pooler, cls, mean, not 'max'"
+    assert capsys.readouterr().err.strip() == "textclf: error: model.net.pooling must be one of pooler, cls, mean, not 'max'"
     with pytest.raises(SystemExit):
-        run_command(train, make_cfg(*toy_training(toy_csv), "model.freeze_embeddings=some"))
+        run_command(train, make_cfg(*toy_training(toy_csv), "model.net.freeze_embeddings=some"))
     assert capsys.readouterr().err.strip() == \
-        "textclf: error: model.freeze_embeddings must be one of none, word, all, not 'some'"
+        "textclf: error: model.net.freeze_embeddings must be one of none, word, all, not 'some'"
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_training_on_a_gpu_learns_in_16_bit_mixed_precision(make_cfg, toy_csv: Path, precision: str) -> None:
+    cfg = make_cfg(*toy_training(toy_csv), "trainer=gpu", f"trainer.precision={precision}")
+    metrics, objects = train(cfg)
+    assert objects["trainer"].strategy.root_device.type == "cuda"
+    assert metrics["test/acc"] >= 0.9, metrics
+
+
+@pytest.mark.slow
 def test_compiled_encoder_trains_and_its_checkpoint_loads_uncompiled(make_cfg, toy_csv: Path) -> None:
     cfg = make_cfg(*toy_training(toy_csv), "model.compile=true", "trainer.max_epochs=2")
     metrics, objects = train(cfg)
-    restored = TextClassifier.from_checkpoint(objects["trainer"].checkpoint_callback.best_model_path)
+    restored = load_classifier(objects["trainer"].checkpoint_callback.best_model_path)
     assert metrics["test/acc"] >= 0.9 and restored.id2label == {0: "negative", 1: "positive"}
 
 

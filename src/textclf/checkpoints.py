@@ -5,10 +5,14 @@ added here so that a resumed run ends with the same numbers as one that never st
 written atomically (a kill mid-write leaves the previous one whole), the random state travels in the
 checkpoint and comes back at the first training batch after the resume, and `resume=auto` finds the
 run to continue. The data module keeps the dataloader's position in the epoch (see `data.py`).
+`load_classifier` reads a checkpoint back safely, for evaluation, prediction and export.
 """
 
 from __future__ import annotations
 
+import inspect
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +20,10 @@ import lightning as L
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
+from textclf.errors import CheckpointError
 from textclf.files import write_atomically
-from textclf.model import CheckpointError
+from textclf.module import TextClassifier
+from textclf.network import build_network
 
 LAST = "last.ckpt"
 
@@ -91,3 +97,53 @@ def resume_checkpoint(output_dir: Path, resume: str | None) -> Path | None:
 def checkpoint_step(path: Path) -> int:
     """The global step a checkpoint was saved at (read without unpickling code)."""
     return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint's contents, loaded with `weights_only` (no pickled code runs), or a one-line error for
+    a file that is missing, truncated, corrupted or unsafe."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if not zipfile.is_zipfile(path):  # every checkpoint torch.save has written since PyTorch 1.6
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated, corrupted or not a PyTorch file)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = str(error).strip().splitlines()[0] if "weights_only" not in str(error) else \
+            "it holds pickled objects that are not plain data (refused: loading them could run code)"
+        raise CheckpointError(f"{path}: refused: {reason}") from None
+    except Exception as error:  # the unpickler fails in many ways on a damaged file
+        detail = str(error).strip().split(". ")[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupted: {detail})") from None
+
+
+def arguments_of(function: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """The entries of `settings` that `function` takes."""
+    return {key: value for key, value in settings.items() if key in inspect.signature(function).parameters}
+
+
+def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of textclf 0.1.0, whose module held the encoder and head itself with every setting as a
+    hyper-parameter, in today's layout: the network's spec apart, its weights under `net.`."""
+    if "network" in checkpoint:
+        return checkpoint
+    hparams = checkpoint["hyper_parameters"]
+    network = arguments_of(build_network, hparams) | {"num_labels": len(hparams["id2label"])}
+    state = {(f"net.{name}" if name.startswith(("encoder.", "head.")) else name): value
+             for name, value in checkpoint["state_dict"].items()}
+    return checkpoint | {"network": network, "state_dict": state}
+
+
+def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> TextClassifier:
+    """The model a checkpoint holds, in eval mode, rebuilt from the checkpoint alone (no download)."""
+    checkpoint = read_checkpoint(path, map_location)
+    try:
+        checkpoint = upgrade(checkpoint)
+        module = TextClassifier(build_network(**checkpoint["network"]),
+                                **arguments_of(TextClassifier, checkpoint["hyper_parameters"]))
+        module.on_load_checkpoint(checkpoint)
+        module.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"{path}: not a textclf checkpoint (missing {error})") from None
+    return module.to(map_location).eval()

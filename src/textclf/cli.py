@@ -15,9 +15,8 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from textclf.checkpoints import run_dir
-from textclf.files import OutputError, write_atomically
-from textclf.model import CheckpointError
-from textclf.sources import DataError
+from textclf.errors import TextclfError
+from textclf.files import write_atomically
 
 CONFIG_MODULE = "textclf.conf"
 CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
@@ -61,7 +60,7 @@ def user_error(error: BaseException) -> ValueError | None:
     """textclf's own error to show as is (bad input, a bad setting, a bad checkpoint, a file it cannot
     write), unwrapped from Hydra's InstantiationException; None for anything unexpected."""
     cause = unwrap(error)
-    known = isinstance(error, (DataError, CheckpointError, OutputError, InstantiationException))
+    known = isinstance(error, (TextclfError, InstantiationException))
     return cause if known and isinstance(cause, ValueError) else None
 
 
@@ -77,7 +76,8 @@ def error_line(error: BaseException) -> str:
 def run_command(function: Callable[[DictConfig], Any], cfg: DictConfig, keep_going: bool = False) -> Any:
     """Run a command's function; a user error ends it with one line and exit status 2, anything else
     with its traceback. `keep_going` (a job of a multirun): any error is shown, written to the run dir's
-    error.txt for the sweep summary, and None returned, so that the other jobs still run."""
+    error.txt for the sweep summary, and None returned, so that the other jobs still run. The line goes to
+    standard error as `textclf: error: ...`, like an argument parser's message, not through logging."""
     try:
         return function(cfg)
     except Exception as error:

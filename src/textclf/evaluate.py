@@ -15,33 +15,45 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
+from textclf import batching, splits
+from textclf.batching import LengthBucketBatchSampler, TokenizedSplit
 from textclf.cli import command_main
+from textclf.errors import DataError
 from textclf.files import write_atomically, write_json_atomically
-from textclf.model import stage_metrics
+from textclf.inference import Predictor
+from textclf.labels import LabelSet
+from textclf.log import log
 from textclf.plots import confusion_figure
-from textclf.predict import Predictor
-from textclf.sources import DataError
-from textclf.train import resolve_precision
+from textclf.precision import resolve_precision
+from textclf.sources import Source
+from textclf.tokenization import tokenize_cached
 
 
-def metrics_of(probabilities: np.ndarray, targets: np.ndarray, multi_label: bool, threshold: float,
-               class_weights: list[float] | None = None) -> dict[str, float]:
-    """The same torchmetrics objects and loss that `textclf-train` reports for its test split."""
-    probs, target = torch.from_numpy(probabilities), torch.from_numpy(targets)
-    metrics = stage_metrics(probs.shape[1], "test", multi_label, threshold)
-    metrics.update(probs, target.long() if multi_label else target)
-    weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
-    if multi_label:  # BCE with logits and pos_weight, written in probabilities
-        positive_weight = weights if weights is not None else torch.ones(probs.shape[1])
-        y = target.float()
-        loss = -(positive_weight * y * probs.clamp(min=1e-12).log()
-                 + (1 - y) * (1 - probs).clamp(min=1e-12).log()).mean()
-    else:
-        loss = torch.nn.functional.nll_loss(probs.clamp(min=1e-12).log(), target, weight=weights)
+def read_split(data: DictConfig, split: str, labels: LabelSet) -> pd.DataFrame:
+    """One split of a data config, prepared as for training (the same split of the same rows when the
+    config matches), its labels checked against the checkpoint's."""
+    source = Source(data.source, data.get("train_file"), data.get("val_file"), data.get("test_file"),
+                    data.get("text_column", "text"), data.get("label_column", "label"))
+    frames = splits.prepare(source.read(train_required=False), source, multi_label=labels.multi_label,
+                            label_delimiter=data.label_delimiter, empty_texts=data.empty_texts,
+                            val_fraction=data.val_fraction, test_fraction=data.test_fraction,
+                            split_seed=data.split_seed, max_train_examples=data.max_train_examples)
+    if split not in frames:
+        raise DataError(f"split={split}: not in this data (it has {', '.join(frames)})")
+    labels.check({split: frames[split]}, source.where)
+    return frames[split]
+
+
+def metrics_of(model: Any, logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """The model's own test metrics and loss, as `textclf-train` reports them for its test split."""
+    logits_, targets_ = torch.from_numpy(logits), torch.from_numpy(targets)
+    metrics = model.task.metrics("test")
+    metrics.update(model.task.probabilities(logits_), model.task.metric_targets(targets_))
+    with torch.inference_mode():
+        loss = model.loss.to("cpu")(logits_, targets_)
     return {key: float(value) for key, value in metrics.compute().items()} | {"test/loss": float(loss)}
 
 
@@ -61,31 +73,24 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     # mixed precision as in training (not inference's 16-bit weights): the metrics match training's test
     predictor = Predictor.from_checkpoint(cfg.ckpt_path, precision=resolve_precision(cfg.precision), device=cfg.device)
-    model = predictor.model
+    model, task = predictor.model, predictor.task
     names = list(model.id2label.values())
-    multi_label, threshold = bool(model.hparams.multi_label), float(model.hparams.threshold)
-    tokenizer_dir = output_dir / "tokenizer"
-    predictor.tokenizer.save_pretrained(tokenizer_dir)
-
-    datamodule = instantiate(cfg.data, tokenizer=str(tokenizer_dir), labels=names, multi_label=multi_label,
-                             max_length=predictor.max_length, truncation=predictor.truncation)
-    datamodule.setup("test")
-    if cfg.split not in datamodule.datasets:
-        raise DataError(f"split={cfg.split}: not in this data (it has {', '.join(datamodule.datasets)})")
-    dataset = datamodule.datasets[cfg.split]
-    loader = datamodule.dataloader(cfg.split)
-    probabilities = predictor.predict_loader(loader, len(dataset), show_progress=len(dataset) >= 2_000)
+    labels = LabelSet(names, task.multi_label)
+    frame = read_split(cfg.data, cfg.split, labels)
+    input_ids, offsets = tokenize_cached(frame["text"], predictor.tokenizer, predictor.max_length,
+                                         cfg.paths.cache_dir, predictor.truncation, f"tokenizing {cfg.split}")
+    dataset = TokenizedSplit(input_ids, offsets, labels.encode(frame["label"]))
+    sampler = LengthBucketBatchSampler(dataset.lengths, cfg.data.eval_batch_size, shuffle=False)
+    loader = batching.loader(dataset, sampler, predictor.tokenizer.pad_token_id, cfg.data.pad_to_multiple_of)
+    logits = predictor.logits(loader, len(dataset), show_progress=len(dataset) >= 2_000)
 
     targets = dataset.labels
-    metrics = metrics_of(probabilities, targets, multi_label, threshold, model.hparams.class_weights)
-    if multi_label:
-        predicted, truth = probabilities >= threshold, targets.astype(bool)
-    else:
-        eye = np.eye(len(names), dtype=bool)
-        predicted, truth = eye[probabilities.argmax(1)], eye[targets]
+    metrics = metrics_of(model, logits, targets)
+    probabilities = predictor.probabilities(logits)
+    predicted = task.decisions(torch.from_numpy(probabilities)).numpy()
+    truth = targets.astype(bool) if task.multi_label else np.eye(len(names), dtype=bool)[targets]
     report = per_class_report(predicted, truth, names)
 
-    frame = datamodule.frames[cfg.split]
     wrong = np.flatnonzero((predicted != truth).any(1))
     misclassified = pd.DataFrame({
         "text": frame["text"].iloc[wrong].tolist(),
@@ -98,7 +103,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_atomically(output_dir / "per_class.md", lambda path: path.write_text(report.to_markdown(index=False) + "\n"))
     write_atomically(output_dir / "misclassified.csv", lambda path: misclassified.to_csv(path, index=False))
     writer = SummaryWriter(str(output_dir / "tensorboard"))
-    if not multi_label:
+    if not task.multi_label:
         confusion = np.zeros((len(names), len(names)), dtype=np.int64)
         np.add.at(confusion, (targets, probabilities.argmax(1)), 1)
         figure = confusion_figure(confusion, names)
@@ -109,8 +114,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     writer.close()
     write_json_atomically(output_dir / "metrics.json", {**metrics, "ckpt_path": str(cfg.ckpt_path),
                                                          "split": cfg.split, "examples": len(dataset)})
-    print(json.dumps(metrics, indent=2))
-    print(report.to_markdown(index=False))
+    log.info(f"metrics: {json.dumps(metrics, indent=2)}\n{report.to_markdown(index=False)}")
     return metrics
 
 

@@ -24,9 +24,12 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from textclf.checkpoints import load_classifier
 from textclf.cli import command_main
-from textclf.files import OutputError, os_error_reason
-from textclf.model import CheckpointError, TextClassifier
+from textclf.errors import CheckpointError, OutputError
+from textclf.files import os_error_reason
+from textclf.log import log
+from textclf.module import TextClassifier
 
 PROBE_TEXTS = ["a short one", "a somewhat longer text to check that padding and masks agree with each other",
                "", "UPPER case, punctuation!? and numbers 1234"]
@@ -50,20 +53,19 @@ def check_close(actual: torch.Tensor | np.ndarray, expected: torch.Tensor, what:
 
 def to_hf(model: TextClassifier, directory: Path) -> None:
     """A BertForSequenceClassification (or the encoder's own class) with the same weights."""
-    hparams = model.hparams
-    if hparams.pooling != "pooler" or "pooler" not in dict(model.encoder.named_children()):
-        raise CheckpointError(f"format=hf needs a model trained with model.pooling=pooler (this one: "
-                              f"{hparams.pooling}); Hugging Face's classification models pool that way. Use format=onnx")
-    config = AutoConfig.for_model(**hparams.encoder_config)
+    net = model.net
+    if net.pooling != "pooler" or "pooler" not in dict(net.encoder.named_children()):
+        raise CheckpointError(f"format=hf needs a model trained with model.net.pooling=pooler (this one: "
+                              f"{net.pooling}); Hugging Face's classification models pool that way. Use format=onnx")
+    config = AutoConfig.for_model(**net.spec["encoder_config"])
     config.id2label = dict(model.id2label)
     config.label2id = {name: index for index, name in model.id2label.items()}
-    config.problem_type = "multi_label_classification" if hparams.multi_label else "single_label_classification"
-    config.classifier_dropout = hparams.dropout
+    config.problem_type = "multi_label_classification" if model.task.multi_label else "single_label_classification"
+    config.classifier_dropout = net.spec["dropout"]
     exported = AutoModelForSequenceClassification.from_config(config)
     prefix = exported.base_model_prefix
-    state = {f"{prefix}.{name[len('encoder.'):]}": value for name, value in model.state_dict().items()
-             if name.startswith("encoder.")}
-    state |= {"classifier.weight": model.head[1].weight, "classifier.bias": model.head[1].bias}
+    state = {f"{prefix}.{name}": value for name, value in net.encoder.state_dict().items()}
+    state |= {"classifier.weight": net.head[1].weight, "classifier.bias": net.head[1].bias}
     missing, unexpected = exported.load_state_dict(state, strict=False)
     missing = [name for name in missing if not name.endswith("position_ids")]
     if missing or unexpected or not hasattr(exported, "classifier"):
@@ -111,7 +113,7 @@ def export(cfg: DictConfig) -> Path:
     """Export into a temporary folder next to `output_dir`, check it, then move it in place."""
     if cfg.format not in ("hf", "onnx"):
         raise CheckpointError(f"format must be hf or onnx, not '{cfg.format}'")
-    model = TextClassifier.from_checkpoint(cfg.ckpt_path).float()
+    model = load_classifier(cfg.ckpt_path).float()
     target = Path(cfg.output_dir)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +129,7 @@ def export(cfg: DictConfig) -> Path:
             staging_dir.rename(target)
     except OSError as error:
         raise OutputError(f"{target}: cannot write the export: {os_error_reason(error, target)}") from None
-    print(f"[textclf] exported {cfg.format} to {target}")
+    log.info(f"exported {cfg.format} to {target}")
     return target
 
 

@@ -9,9 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
-class OutputError(ValueError):
-    """A file that cannot be written; the message names it and is meant to be shown as is."""
+from textclf.errors import OutputError
 
 
 def os_error_reason(error: OSError, *own_paths: Path) -> str:

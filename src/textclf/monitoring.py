@@ -1,5 +1,5 @@
-"""What TensorBoard shows after the test besides scalars: the misclassified examples as a text panel
-and, for two classes, a precision-recall curve."""
+"""What TensorBoard shows besides scalars: the confusion matrix after each validation and the test, and
+after the test the misclassified examples as a text panel and, for two classes, a precision-recall curve."""
 
 from __future__ import annotations
 
@@ -9,6 +9,62 @@ import lightning as L
 import torch
 import torch.distributed as dist
 from lightning.pytorch.loggers import TensorBoardLogger
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from textclf.plots import confusion_figure
+
+
+def tensorboard_writers(trainer: L.Trainer) -> list[Any]:
+    return [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+
+
+class ConfusionMatrixLogger(L.Callback):
+    """Counts (true, predicted) pairs over each validation and the test, on every rank (the counts are
+    summed across ranks), and draws them on rank 0 as `val/confusion_matrix` and `test/confusion_matrix`.
+    Single-label models only; sanity-check validations are not drawn."""
+
+    def __init__(self) -> None:
+        self.confusion: MulticlassConfusionMatrix | None = None
+
+    def _start(self, pl_module: L.LightningModule) -> None:
+        self.confusion = None
+        if not pl_module.task.multi_label:
+            self.confusion = MulticlassConfusionMatrix(len(pl_module.id2label)).to(pl_module.device)
+
+    def _update(self, outputs: Any, batch: dict[str, torch.Tensor]) -> None:
+        if self.confusion is not None and outputs is not None:
+            self.confusion.update(outputs.argmax(-1), batch["labels"])
+
+    def _draw(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.confusion is None:
+            return
+        matrix = self.confusion.compute().cpu().numpy()  # every rank: it sums across them
+        self.confusion = None
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        for writer in tensorboard_writers(trainer):
+            figure = confusion_figure(matrix, list(pl_module.id2label.values()))
+            writer.add_figure(f"{stage}/confusion_matrix", figure, global_step=trainer.global_step)
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start(pl_module)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._update(outputs, batch)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._draw("val", trainer, pl_module)
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start(pl_module)
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                          batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._update(outputs, batch)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._draw("test", trainer, pl_module)
 
 
 class TestReport(L.Callback):
@@ -24,7 +80,7 @@ class TestReport(L.Callback):
 
     def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
-        if outputs is not None and not pl_module.hparams.multi_label:
+        if outputs is not None and not pl_module.task.multi_label:
             self.rows.append((batch["index"].cpu(), batch["labels"].cpu(), outputs.float().cpu()))
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -36,14 +92,13 @@ class TestReport(L.Callback):
             shares: list[Any] = [None] * dist.get_world_size()
             dist.all_gather_object(shares, (index, labels, probabilities))
             index, labels, probabilities = (torch.cat(parts) for parts in zip(*shares))
-        loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
-        if not trainer.is_global_zero or not loggers:
+        writers = tensorboard_writers(trainer)
+        if not trainer.is_global_zero or not writers:
             return
         names = pl_module.id2label
         datamodule = trainer.datamodule
         texts = datamodule.frames["test"]["text"] if datamodule is not None and "test" in datamodule.frames else None
-        for logger in loggers:
-            writer = logger.experiment
+        for writer in writers:
             if len(names) == 2:
                 writer.add_pr_curve("test/pr_curve", labels == 1, probabilities[:, 1], global_step=trainer.global_step)
             writer.add_text("test/misclassified", self.misclassified_markdown(index, labels, probabilities, names, texts),

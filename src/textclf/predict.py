@@ -9,147 +9,22 @@ label and the probability of every class, in input order. Texts are batched by l
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from omegaconf import DictConfig
-from rich.progress import Progress
-from torch.utils.data import DataLoader
 
 from textclf.cli import command_main
-from textclf.data import (
-    TRUNCATIONS,
-    LengthBucketBatchSampler,
-    PadCollator,
-    TokenizedSplit,
-    tokenize_cached,
-)
+from textclf.errors import DataError
 from textclf.files import write_atomically
-from textclf.model import CheckpointError, TextClassifier
-from textclf.sources import DataError, read_table
-from textclf.train import resolve_precision
-
-
-def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def inference_precision(precision: str | int) -> str | int:
-    """`auto` for inference: the weights themselves in bf16 (or fp16) where the hardware is fast at it,
-    which skips autocast's per-operation casts (1,385 vs 1,045 texts/s on this CPU, the same labels);
-    else fp32. Any other value as given: `bf16-mixed` reproduces training's test metrics exactly."""
-    resolved = resolve_precision(precision)
-    return str(resolved).replace("-mixed", "-true") if precision == "auto" else resolved
-
-
-class Predictor:
-    """Batched, length-sorted inference under `inference_mode`, with 16-bit weights (or autocast) where
-    the hardware is fast at them (see `inference_precision`).
-
-    `max_length` and `truncation` default to the values the checkpoint was trained with.
-    """
-
-    def __init__(self, model: TextClassifier, batch_size: int = 64, max_length: int | None = None,
-                 truncation: str | None = None, precision: str = "auto", device: str = "auto",
-                 quantize: bool = False) -> None:
-        if model.tokenizer is None:
-            raise CheckpointError("this checkpoint carries no tokenizer (saved by another program?)")
-        self.device = pick_device(device)
-        self.model = model.eval().to(self.device)
-        self.tokenizer = model.tokenizer
-        self.batch_size = self.rows_per_forward = batch_size
-        self.max_length = max_length or model.data_hparams.get("max_length") or self.tokenizer.model_max_length
-        self.truncation = truncation or model.data_hparams.get("truncation", "head")
-        if self.truncation not in TRUNCATIONS:
-            raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, not '{self.truncation}'")
-        precision = inference_precision(precision)
-        self.autocast_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(precision))
-        if quantize:
-            self.quantize_int8()
-        elif precision in ("bf16-true", "16-true"):  # 16-bit weights: no cast per operation
-            self.model = self.model.to(torch.bfloat16 if precision == "bf16-true" else torch.float16)
-
-    def quantize_int8(self) -> None:
-        """Dynamic int8 quantization of every Linear layer, for CPU inference (fp32 elsewhere). PyTorch
-        marks `quantize_dynamic` deprecated (torchao succeeds it) but it still works in 2.13."""
-        if self.device.type != "cpu":
-            raise ValueError("quantize=true is for CPU inference (device=cpu)")
-        from torch.ao.quantization import quantize_dynamic
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            self.model = quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
-        self.autocast_dtype = None  # int8 kernels take fp32 activations
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, **options: Any) -> Predictor:
-        return cls(TextClassifier.from_checkpoint(path), **options)
-
-    @property
-    def id2label(self) -> dict[int, str]:
-        return self.model.id2label
-
-    def predict_loader(self, loader: DataLoader, total: int, show_progress: bool = False) -> np.ndarray:
-        """Probabilities [examples, classes] in dataset order, whatever order the batches come in."""
-        probabilities = np.zeros((total, len(self.id2label)), dtype=np.float32)
-        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype
-                    else contextlib.nullcontext())
-        with Progress(transient=True, disable=not show_progress) as progress, torch.inference_mode(), autocast:
-            task = progress.add_task("predicting", total=total)
-            for batch in loader:
-                probabilities[batch["index"].numpy()] = self.batch_probabilities(batch).numpy()
-                progress.advance(task, len(batch["index"]))
-        return probabilities
-
-    def batch_probabilities(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One batch's probabilities, in slices of `rows_per_forward` rows. When memory runs out, the
-        slice is halved and retried (and stays halved for the batches after it)."""
-        outputs, start = [], 0
-        while start < len(batch["input_ids"]):
-            rows = slice(start, start + self.rows_per_forward)
-            try:
-                logits = self.model(batch["input_ids"][rows].to(self.device), batch["attention_mask"][rows].to(self.device))
-            except RuntimeError as error:  # torch.OutOfMemoryError (CUDA) is a RuntimeError too
-                if not is_out_of_memory(error) or self.rows_per_forward == 1:
-                    raise
-                self.rows_per_forward //= 2
-                print(f"[textclf] out of memory: predicting {self.rows_per_forward} texts at a time", file=sys.stderr)
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                continue
-            outputs.append(self.model.probabilities(logits).cpu())
-            start += len(outputs[-1])
-        return torch.cat(outputs)
-
-    def predict_proba(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
-        input_ids, offsets = tokenize_cached(texts, self.tokenizer, self.max_length, None, self.truncation)
-        dataset = TokenizedSplit(input_ids, offsets, np.zeros(len(texts), dtype=np.int64))
-        sampler = LengthBucketBatchSampler(dataset.lengths, self.batch_size, shuffle=False)
-        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=PadCollator(self.tokenizer.pad_token_id))
-        return self.predict_loader(loader, len(texts), show_progress)
-
-    def labels_of(self, probabilities: np.ndarray) -> list[str | list[str]]:
-        """Predicted label names: the most probable class, or every label over the threshold."""
-        names = self.id2label
-        if self.model.hparams.multi_label:
-            chosen = probabilities >= self.model.hparams.threshold
-            return [[names[i] for i in np.flatnonzero(row)] for row in chosen]
-        return [names[int(i)] for i in probabilities.argmax(1)]
-
-
-def is_out_of_memory(error: RuntimeError) -> bool:
-    """CUDA's OutOfMemoryError, or the CPU allocator failing."""
-    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
+from textclf.inference import Predictor
+from textclf.log import log
+from textclf.sources import read_table
 
 
 def read_texts(source: str, text_column: str) -> list[str]:
@@ -230,8 +105,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     write_predictions(str(cfg.output), texts, predictor.labels_of(probabilities), probabilities, predictor.id2label)
     stats = {"texts": len(texts), "seconds": round(seconds, 3), "texts_per_second": round(len(texts) / seconds, 1)}
-    print(f"[textclf] predicted {stats['texts']} texts in {stats['seconds']} s "
-          f"({stats['texts_per_second']} texts/s) -> {cfg.output}", file=sys.stderr)
+    log.info(f"predicted {stats['texts']} texts in {stats['seconds']} s ({stats['texts_per_second']} texts/s) "
+             f"-> {cfg.output}")
     return stats
 
 

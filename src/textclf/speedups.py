@@ -1,5 +1,6 @@
 """Changes to a Hugging Face encoder that make it faster and keep what it learns: each one is measured in
-README "Performance" and can be switched off from `conf/model/default.yaml`."""
+docs/performance.md and can be switched off in `conf/model/default.yaml` (`model.net.*`). `apply` is the one
+place where they are put on an encoder."""
 
 from __future__ import annotations
 
@@ -45,8 +46,7 @@ def use_fast_dropout(module: nn.Module) -> None:
 
 def resolve_attention(implementation: str, training: bool) -> str:
     """`auto`: PyTorch's SDPA, except for training on a CPU, where SDPA's kernels made a MiniLM training
-    step slower than the eager path (119 vs 183 samples/s, README "Performance"); for inference on the
-    CPU, SDPA is the faster one (1,140 vs 1,090 texts/s)."""
+    step slower than the eager path; for inference on the CPU SDPA is the faster one (docs/performance.md)."""
     if implementation != "auto":
         return implementation
     return "eager" if training and not torch.cuda.is_available() else "sdpa"
@@ -103,7 +103,7 @@ def cast_output_to_bf16_under_autocast(module: nn.Module, inputs: Any, output: t
     return None
 
 
-def skip_unused_tokens(encoder: nn.Module) -> bool:
+def first_token_last_layer(encoder: nn.Module) -> bool:
     """Swap the encoder's last layer for a FirstTokenLayer, if it is a BERT-style self-attention layer
     (BERT, RoBERTa, XLM-R, ELECTRA, MiniLM, ...); other architectures are left as they are."""
     config = encoder.config
@@ -118,3 +118,32 @@ def skip_unused_tokens(encoder: nn.Module) -> bool:
         return False
     layers[-1] = FirstTokenLayer(last)
     return True
+
+
+# what of the embedding block stays as pretrained: nothing, the word matrix (half of MiniLM's weights), or
+# all of it (also position and token-type embeddings and their LayerNorm: then layer 0 needs no input gradient)
+FROZEN_EMBEDDINGS = ("none", "word", "all")
+
+
+def freeze_embeddings(encoder: nn.Module, which: str) -> bool:
+    """Keep the embedding block (`all`) or the word matrix (`word`) as pretrained: no gradient, no update."""
+    if which == "word":
+        encoder.get_input_embeddings().weight.requires_grad_(False)
+    elif which == "all":
+        embeddings = getattr(encoder, "embeddings", None) or encoder.get_input_embeddings()
+        embeddings.requires_grad_(False)
+    return which != "none"
+
+
+def apply(encoder: nn.Module, *, reads_first_token_only: bool, skip_unused_tokens: bool, bf16_residual: bool,
+          frozen_embeddings: str) -> list[str]:
+    """Put the chosen speed-ups on `encoder`, each where it fits; return the names of those applied.
+    (Fast dropout is applied when training starts, on a CPU only: `use_fast_dropout`.)"""
+    applied = []
+    if skip_unused_tokens and reads_first_token_only and first_token_last_layer(encoder):
+        applied.append("skip_unused_tokens")
+    if bf16_residual and keep_residual_in_bf16(encoder):
+        applied.append("bf16_residual")
+    if freeze_embeddings(encoder, frozen_embeddings):
+        applied.append(f"freeze_embeddings={frozen_embeddings}")
+    return applied

@@ -32,6 +32,7 @@ from omegaconf import DictConfig
 
 from textclf.cli import CONFIG_PATH, ERROR_FILE, error_line, run_command
 from textclf.files import write_atomically, write_json_atomically
+from textclf.log import log
 
 SWEEP_FILE = "sweep.json"
 
@@ -133,7 +134,7 @@ def sweep(cfg: DictConfig, train_overrides: list[str]) -> dict[str, Any]:
     for trial in interrupted_trials(study):  # killed mid-trial: closed without an error, its settings run again
         study.tell(trial.number, state=TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        print(f"[textclf] trial {trial.number} was interrupted; its settings run again")
+        log.info(f"trial {trial.number} was interrupted; its settings run again")
 
     def finished() -> int:  # trials that ran to an end: complete, or failed with an error of their own
         return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
@@ -146,7 +147,7 @@ def sweep(cfg: DictConfig, train_overrides: list[str]) -> dict[str, Any]:
         for key, value in {"host": socket.gethostname(), "pid": os.getpid(), "seed": seed,
                            "run_dir": str(run_dir)}.items():
             trial.set_user_attr(key, value)
-        print(f"[textclf] trial {trial.number}: {json.dumps(trial.params)}")
+        log.info(f"trial {trial.number}: {json.dumps(trial.params)}")
         started = time.perf_counter()
         try:
             metrics = run_trial(train_overrides, trial.params, seed, run_dir)
@@ -156,14 +157,14 @@ def sweep(cfg: DictConfig, train_overrides: list[str]) -> dict[str, Any]:
             trial.set_user_attr("error", error_line(error))
             trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
             study.tell(trial, state=TrialState.FAIL)
-            print(f"[textclf] trial {trial.number} failed: {error_line(error)}", file=sys.stderr)
+            log.warning(f"trial {trial.number} failed: {error_line(error)}")
         else:
             trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
             study.tell(trial, float(metrics[settings.metric]))
-            print(f"[textclf] trial {trial.number}: {settings.metric} = {metrics[settings.metric]:.4f}")
+            log.info(f"trial {trial.number}: {settings.metric} = {metrics[settings.metric]:.4f}")
         write_summary(sweep_dir, study_rows(study, settings.metric))
 
-    publish_summary(sweep_dir, study_rows(study, settings.metric))
+    log.info("\n" + publish_summary(sweep_dir, study_rows(study, settings.metric)))
     best = study.best_trial if any(t.state == TrialState.COMPLETE for t in study.trials) else None
     result = {"best_trial": best.number, settings.metric: best.value, "params": best.params,
               "run_dir": best.user_attrs.get("run_dir")} if best else {"best_trial": None}
@@ -217,10 +218,10 @@ def write_summary(sweep_dir: Path, rows: pd.DataFrame) -> None:
     write_atomically(sweep_dir / "summary.md", lambda path: path.write_text(rows.to_markdown(index=False) + "\n"))
 
 
-def publish_summary(sweep_dir: Path, rows: pd.DataFrame) -> None:
-    """The summary written to the sweep dir and printed (without the run dirs, for width)."""
+def publish_summary(sweep_dir: Path, rows: pd.DataFrame) -> str:
+    """The summary written to the sweep dir; returns it as a table to show (without the run dirs, for width)."""
     write_summary(sweep_dir, rows)
-    print(rows.drop(columns=["run_dir"], errors="ignore").to_markdown(index=False, floatfmt=".4g"))
+    return rows.drop(columns=["run_dir"], errors="ignore").to_markdown(index=False, floatfmt=".4g")
 
 
 def summarize(sweep_dir: Path) -> pd.DataFrame:
@@ -241,7 +242,7 @@ class MultirunSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.is_dir():
-            publish_summary(sweep_dir, multirun_rows(sweep_dir))
+            log.info("\n" + publish_summary(sweep_dir, multirun_rows(sweep_dir)))
 
 
 def summary_main() -> None:
@@ -257,7 +258,7 @@ def summary_main() -> None:
     if rows.empty:
         print(f"textclf: error: {sweep_dir}: no trials or jobs found", file=sys.stderr)
         sys.exit(2)
-    publish_summary(sweep_dir, rows)
+    print(publish_summary(sweep_dir, rows))  # the command's output
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sweep")

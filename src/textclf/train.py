@@ -29,18 +29,8 @@ from textclf.checkpoints import (
 )
 from textclf.cli import CONFIG_PATH, run_command
 from textclf.files import remove_partial_files, write_json_atomically
-
-
-def resolve_precision(precision: str | int) -> str | int:
-    """`auto`: bf16 mixed precision where the hardware runs bf16 fast (a CUDA GPU with bf16, or a CPU with
-    AMX or AVX512-BF16), else full fp32."""
-    if precision != "auto":
-        return precision
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    fast_bf16 = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() or getattr(
-        torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-    return "bf16-mixed" if fast_bf16 else "32-true"
+from textclf.log import log
+from textclf.precision import resolve_precision
 
 
 def instantiate_group(group: DictConfig | None, **extra: dict[str, Any]) -> list[Any]:
@@ -81,19 +71,21 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # the label set decides the size of the model's head
-    print(f"[textclf] data: {json.dumps(datamodule.describe())}")
+    log.info(f"data: {json.dumps(datamodule.describe())}")
     class_weights = cfg.model.get("class_weights")
     if class_weights == "balanced":
         class_weights = datamodule.class_weights()
-        print(f"[textclf] class weights from the training label frequencies: {[round(w, 3) for w in class_weights]}")
-    model = instantiate(cfg.model, id2label=datamodule.id2label, class_weights=class_weights)
+        log.info(f"class weights from the training label frequencies: {[round(w, 3) for w in class_weights]}")
+    # the network is built for the label set; the tokenizer that tokenized the data travels in checkpoints
+    model = instantiate(cfg.model, net={"num_labels": len(datamodule.id2label)}, id2label=datamodule.id2label,
+                        class_weights=class_weights, tokenizer=datamodule.tokenizer)
 
     resumed_step = 0
     if ckpt_path:
         resumed_step = checkpoint_step(Path(ckpt_path))
         removed = remove_partial_files(output_dir / "checkpoints")
-        print(f"[textclf] resuming from {ckpt_path} at step {resumed_step}"
-              + (f" (removed {len(removed)} partly written checkpoint)" if removed else ""))
+        log.info(f"resuming from {ckpt_path} at step {resumed_step}"
+                 + (f" (removed {len(removed)} partly written checkpoint)" if removed else ""))
     # TensorBoard hides what the killed run logged after its checkpoint: no step appears twice
     loggers = instantiate_group(cfg.get("logger"), tensorboard={"purge_step": resumed_step} if resumed_step else {})
     callbacks = [*instantiate_group(cfg.get("callbacks")), RandomStateCheckpoint()]
@@ -103,7 +95,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                                      precision=resolve_precision(cfg.trainer.precision),
                                      plugins=[AtomicCheckpointIO()])
     # deterministic mode would also fill every new tensor with NaN (to expose reads of uninitialised
-    # memory): 5 % of a CPU training step, and no part of making results repeatable
+    # memory): a cost on every CPU training step (docs/pitfalls.md), and no part of making results repeatable
     torch.utils.deterministic.fill_uninitialized_memory = False
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

@@ -1,0 +1,131 @@
+"""Batched inference with a trained classifier: length-sorted batches, 16-bit weights where the hardware
+is fast at them, smaller slices when memory runs out. Used by `textclf-predict` and `textclf-eval`."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import Progress
+from torch.utils.data import DataLoader
+
+from textclf import batching
+from textclf.batching import LengthBucketBatchSampler, TokenizedSplit
+from textclf.checkpoints import load_classifier
+from textclf.errors import CheckpointError
+from textclf.log import log
+from textclf.module import TextClassifier
+from textclf.precision import inference_precision
+from textclf.tokenization import check_truncation, tokenize_cached
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def is_out_of_memory(error: RuntimeError) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator failing."""
+    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
+
+
+class Predictor:
+    """Batched, length-sorted inference under `inference_mode`, with 16-bit weights (or autocast) where
+    the hardware is fast at them (see `precision.inference_precision`).
+
+    `max_length` and `truncation` default to the values the checkpoint was trained with.
+    """
+
+    def __init__(self, model: TextClassifier, batch_size: int = 64, max_length: int | None = None,
+                 truncation: str | None = None, precision: str = "auto", device: str = "auto",
+                 quantize: bool = False) -> None:
+        if model.tokenizer is None:
+            raise CheckpointError("this checkpoint carries no tokenizer (saved by another program?)")
+        self.device = pick_device(device)
+        self.model = model.eval().to(self.device)
+        self.task, self.tokenizer = model.task, model.tokenizer
+        self.batch_size = self.rows_per_forward = batch_size
+        self.max_length = max_length or model.data_hparams.get("max_length") or self.tokenizer.model_max_length
+        self.truncation = truncation or model.data_hparams.get("truncation", "head")
+        check_truncation(self.truncation)
+        precision = inference_precision(precision)
+        self.autocast_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(precision))
+        if quantize:
+            self.quantize_int8()
+        elif precision in ("bf16-true", "16-true"):  # 16-bit weights: no cast per operation
+            self.model = self.model.to(torch.bfloat16 if precision == "bf16-true" else torch.float16)
+
+    def quantize_int8(self) -> None:
+        """Dynamic int8 quantization of every Linear layer, for CPU inference (fp32 elsewhere). PyTorch
+        marks `quantize_dynamic` deprecated (torchao succeeds it) but it still works in 2.13."""
+        if self.device.type != "cpu":
+            raise ValueError("quantize=true is for CPU inference (device=cpu)")
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            self.model = quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.autocast_dtype = None  # int8 kernels take fp32 activations
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **options: Any) -> Predictor:
+        return cls(load_classifier(path), **options)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return self.model.id2label
+
+    def logits(self, loader: DataLoader, total: int, show_progress: bool = False) -> np.ndarray:
+        """Logits [examples, labels] in dataset order, whatever order the batches come in."""
+        logits = np.zeros((total, len(self.id2label)), dtype=np.float32)
+        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype
+                    else contextlib.nullcontext())
+        with Progress(transient=True, disable=not show_progress) as progress, torch.inference_mode(), autocast:
+            task = progress.add_task("predicting", total=total)
+            for batch in loader:
+                logits[batch["index"].numpy()] = self.batch_logits(batch).numpy()
+                progress.advance(task, len(batch["index"]))
+        return logits
+
+    def batch_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One batch's logits, in slices of `rows_per_forward` rows. When memory runs out, the slice is
+        halved and retried (and stays halved for the batches after it)."""
+        outputs, start = [], 0
+        while start < len(batch["input_ids"]):
+            rows = slice(start, start + self.rows_per_forward)
+            try:
+                logits = self.model(batch["input_ids"][rows].to(self.device), batch["attention_mask"][rows].to(self.device))
+            except RuntimeError as error:  # torch.OutOfMemoryError (CUDA) is a RuntimeError too
+                if not is_out_of_memory(error) or self.rows_per_forward == 1:
+                    raise
+                self.rows_per_forward //= 2
+                log.warning(f"out of memory: predicting {self.rows_per_forward} texts at a time")
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            outputs.append(logits.float().cpu())
+            start += len(outputs[-1])
+        return torch.cat(outputs)
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        return self.task.probabilities(torch.from_numpy(logits)).numpy()
+
+    def predict_proba(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        """Probabilities [texts, labels], in the order of `texts`."""
+        input_ids, offsets = tokenize_cached(texts, self.tokenizer, self.max_length, None, self.truncation)
+        dataset = TokenizedSplit(input_ids, offsets, np.zeros(len(texts), dtype=np.int64))
+        sampler = LengthBucketBatchSampler(dataset.lengths, self.batch_size, shuffle=False)
+        loader = batching.loader(dataset, sampler, self.tokenizer.pad_token_id)
+        return self.probabilities(self.logits(loader, len(texts), show_progress))
+
+    def labels_of(self, probabilities: np.ndarray) -> list[str | list[str]]:
+        """Predicted label names: the most probable class, or every label over the threshold."""
+        names, chosen = self.id2label, self.task.decisions(torch.from_numpy(probabilities)).numpy()
+        if self.task.multi_label:
+            return [[names[i] for i in np.flatnonzero(row)] for row in chosen]
+        return [names[int(row.argmax())] for row in chosen]

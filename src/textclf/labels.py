@@ -1,0 +1,83 @@
+"""The label set: which names a model predicts, in which order, and how rows become targets.
+
+Taken from the union of the splits for a new model (as Hugging Face's run_classification.py does), or
+from a checkpoint's `id2label` when data is evaluated against a trained model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from textclf.errors import DataError
+from textclf.sources import Splits
+
+
+def sorted_labels(names: set[str]) -> list[str]:
+    """Label names in a stable order: numerically when every label is an integer, else alphabetically."""
+    if all(name.lstrip("-").isdigit() for name in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+class LabelSet:
+    """Label names in index order, for single-label (class indices) or multi-label (multi-hot) targets."""
+
+    def __init__(self, names: list[str], multi_label: bool) -> None:
+        self.names, self.multi_label = list(names), multi_label
+
+    @classmethod
+    def from_splits(cls, splits: Splits, multi_label: bool, where: Callable[[str], str]) -> LabelSet:
+        """The training split's labels; refuses a training split without two classes (single-label) and
+        labels in val or test that training never has."""
+        known = {name for names in splits["train"]["label"] for name in names}
+        if not known:
+            raise DataError(f"{where('train')}: no rows with a text")
+        if len(known) < 2 and not multi_label:
+            raise DataError(f"{where('train')}: only one class ({next(iter(known))}); a classifier needs two or more")
+        labels = cls(sorted_labels(known), multi_label)
+        labels.check(splits, where, "the training split never has")
+        return labels
+
+    def check(self, splits: Splits, where: Callable[[str], str], reference: str = "the checkpoint does not know") -> None:
+        """Refuse labels outside the set, naming the split (its file) and the first such row."""
+        known = set(self.names)
+        for split, frame in splits.items():
+            unknown = frame["label"].map(lambda names: not set(names) <= known)
+            if unknown.any():
+                row = int(np.flatnonzero(unknown.to_numpy())[0])
+                name = next(n for n in frame["label"].iloc[row] if n not in known)
+                raise DataError(f"{where(split)}: row {row + 1} has label '{name}' that {reference} "
+                                f"({int(unknown.sum())} such rows)")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.names))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: index for index, name in enumerate(self.names)}
+
+    def encode(self, labels: pd.Series) -> np.ndarray:
+        """Class indices, or multi-hot float rows for multi-label data."""
+        label2id = self.label2id
+        if not self.multi_label:
+            return np.array([label2id[names[0]] for names in labels], dtype=np.int64)
+        hot = np.zeros((len(labels), len(label2id)), dtype=np.float32)
+        for row, names in enumerate(labels):
+            hot[row, [label2id[name] for name in names]] = 1.0
+        return hot
+
+    def class_weights(self, targets: np.ndarray) -> list[float]:
+        """Loss weights from the training targets' frequencies: n / (classes * count) per class, or, for
+        multi-label data, BCE's positive weight (negatives / positives) per label."""
+        if self.multi_label:
+            positives = targets.sum(0).clip(min=1)
+            return ((len(targets) - positives) / positives).tolist()
+        counts = np.bincount(targets, minlength=len(self)).clip(min=1)
+        return (len(targets) / (len(self) * counts)).tolist()

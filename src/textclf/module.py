@@ -1,0 +1,154 @@
+"""The LightningModule: it receives the classifier network and owns what training needs around it, the
+loss and metrics of the task, and the optimizer and schedule (as lightning-hydra-template injects its net)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torchmetrics import MaxMetric, MeanMetric
+from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+
+from textclf import speedups
+from textclf.network import ClassifierNetwork
+from textclf.tasks import make_task
+from textclf.tokenization import tokenizer_files, tokenizer_from_files
+
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+class TextClassifier(L.LightningModule):
+    """Fine-tunes a `ClassifierNetwork` for single- or multi-label text classification.
+
+    A checkpoint carries everything needed to use the model elsewhere: `id2label` and the settings in its
+    hyper-parameters, the network's spec (`build_network`'s arguments, with the encoder's config) and the
+    tokenizer's files, so the checkpoint alone rebuilds it (`checkpoints.load_classifier`). Defaults are
+    those of `conf/model/default.yaml`.
+    """
+
+    def __init__(
+        self,
+        net: ClassifierNetwork,
+        id2label: dict[int, str],
+        multi_label: bool = False,
+        threshold: float = 0.5,
+        class_weights: list[float] | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        warmup_fraction: float = 0.1,
+        optimizer: Callable[..., torch.optim.Optimizer] = functools.partial(torch.optim.AdamW, fused=True),
+        scheduler: Callable[..., Any] = get_linear_schedule_with_warmup,
+        compile: bool = False,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ) -> None:
+        super().__init__()
+        id2label = {int(index): str(name) for index, name in id2label.items()}
+        # the network's spec and the tokenizer travel in the checkpoint on their own (on_save_checkpoint)
+        self.save_hyperparameters(ignore=["net", "tokenizer", "optimizer", "scheduler"])
+        self.net, self.tokenizer = net, tokenizer
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.task = make_task(len(id2label), multi_label, threshold, class_weights)
+        self.loss = self.task.loss()
+        self.data_hparams: dict[str, Any] = {}  # the data settings it was trained with, from a checkpoint
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.val_metrics, self.test_metrics = self.task.metrics("val"), self.task.metrics("test")
+        self.val_acc_best = MaxMetric()
+        # kept in checkpoints, so a resumed run knows its best and its epoch's running loss
+        self.val_acc_best.persistent(True)
+        self.train_loss.persistent(True)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return self.hparams.id2label
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits, one row per text."""
+        return self.net(input_ids, attention_mask)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.task.probabilities(logits)
+
+    def on_fit_start(self) -> None:
+        if self.net.fast_dropout and self.device.type == "cpu":
+            speedups.use_fast_dropout(self.net)
+        if self.hparams.compile:  # in place: the state dict keeps its keys
+            self.net.encoder.compile(dynamic=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["network"] = self.net.spec
+        if self.tokenizer is not None:
+            checkpoint["tokenizer_files"] = tokenizer_files(self.tokenizer)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.data_hparams = dict(checkpoint.get("datamodule_hyper_parameters", {}))
+        if "tokenizer_files" in checkpoint:
+            self.tokenizer = tokenizer_from_files(checkpoint["tokenizer_files"])
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        return self.loss(logits.float(), batch["labels"]), logits
+
+    def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if batch_idx == 0:  # a new epoch; also after resuming from a checkpoint saved at an epoch's end
+            self.train_loss.reset()
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _ = self._step(batch)
+        self.train_loss(loss.detach())
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/loss_epoch", self.train_loss, on_epoch=True)
+
+    def _evaluation_step(self, stage: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Updates the stage's loss and metrics; returns the probabilities, for callbacks that picture
+        them (monitoring.py)."""
+        loss, logits = self._step(batch)
+        getattr(self, f"{stage}_loss").update(loss, weight=len(batch["labels"]))
+        probabilities = self.probabilities(logits)
+        getattr(self, f"{stage}_metrics").update(probabilities, self.task.metric_targets(batch["labels"]))
+        return probabilities
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._evaluation_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self.val_metrics.compute()
+        self.val_metrics.reset()
+        if not self.trainer.sanity_checking:
+            self.val_acc_best.update(metrics["val/acc"])
+        self.log_dict(metrics, prog_bar=True)
+        self.log("val/loss", self.val_loss.compute())
+        self.val_loss.reset()
+        self.log("val/acc_best", self.val_acc_best.compute() if self.val_acc_best.update_called else metrics["val/acc"],
+                 prog_bar=True)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._evaluation_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.log("test/loss", self.test_loss.compute())
+        self.test_metrics.reset()
+        self.test_loss.reset()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW-style optimizer without weight decay on biases and LayerNorm; warm-up then decay, with
+        warm-up given as a fraction of all optimizer steps."""
+        decay, no_decay = [], []
+        for name, parameter in self.named_parameters():
+            if parameter.requires_grad:
+                (no_decay if name.endswith(NO_DECAY) else decay).append(parameter)
+        optimizer = self.optimizer_factory(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay, "name": "decay"},
+             {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}],
+            lr=self.hparams.lr,
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, num_warmup_steps=int(self.hparams.warmup_fraction * total),
+                                           num_training_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}

@@ -1,0 +1,66 @@
+"""Progress as log lines, for output that is not a terminal (a SLURM or CI log, a redirected run), where
+the progress bar is hidden and a long run would otherwise print nothing for minutes."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+import lightning as L
+
+from textclf.log import log
+
+WHEN = ("auto", "always", "never")
+
+
+def duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else f"{minutes}:{seconds:02d}"
+
+
+class ProgressLog(L.Callback):
+    """Every `every_n_steps` optimizer steps and at each epoch's end, one line: epoch, step of all steps,
+    training loss, samples per second and the time left. `enabled`: `auto` (only when standard error is
+    not a terminal), `always` or `never`."""
+
+    def __init__(self, every_n_steps: int = 50, enabled: str = "auto") -> None:
+        if enabled not in WHEN:
+            raise ValueError(f"callbacks.progress_log.enabled must be one of {', '.join(WHEN)}, not '{enabled}'")
+        self.every_n_steps, self.enabled = every_n_steps, enabled
+        self.active, self.started, self.samples, self.first_step = False, 0.0, 0, 0
+        self.epoch_losses: list[float] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.active = self.enabled == "always" or (self.enabled == "auto" and not sys.stderr.isatty())
+        self.started, self.samples, self.first_step = time.perf_counter(), 0, trainer.global_step
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.epoch_losses = []
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self.samples += len(batch["labels"]) * trainer.world_size
+        self.epoch_losses.append(float(outputs["loss"]))
+        if self.active and trainer.global_step % self.every_n_steps == 0:
+            self.report(trainer, f"loss {self.epoch_losses[-1]:.4f}")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.active:
+            return
+        metrics = {"mean loss": sum(self.epoch_losses) / max(len(self.epoch_losses), 1)}
+        metrics |= {key: float(trainer.callback_metrics[key]) for key in ("val/loss", "val/acc", "val/acc_best")
+                    if key in trainer.callback_metrics}
+        self.report(trainer, "end of epoch, " + ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()))
+
+    def report(self, trainer: L.Trainer, what: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        done, total = trainer.global_step, trainer.estimated_stepping_batches
+        line = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} step {done}"
+        if math.isfinite(total):
+            line += f"/{int(total)}"
+        line += f": {what}, {self.samples / max(elapsed, 1e-9):.1f} samples/s, {duration(elapsed)} elapsed"
+        if math.isfinite(total) and done > self.first_step:
+            line += f", {duration(elapsed / (done - self.first_step) * (total - done))} left"
+        log.info(line)

@@ -1,0 +1,80 @@
+"""From raw rows to train/val/test frames: clean texts, parse labels, split deterministically.
+
+Pure functions on DataFrames with a `text` and a `label` column; after `prepare`, every `label` cell is a
+tuple of label names (one name unless the data is multi-label).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from textclf.errors import DataError
+from textclf.log import log
+from textclf.sources import Source, Splits
+
+EMPTY_TEXTS = ("drop", "error")
+
+
+def row_labels(value: Any, delimiter: str | None) -> tuple[str, ...]:
+    """The labels of one row of multi-label data: a list, or a string cut at `delimiter`."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(str(item) for item in value)
+    if delimiter is None:
+        return (str(value),)
+    return tuple(part.strip() for part in str(value).split(delimiter) if part.strip())
+
+
+def clean_split(frame: pd.DataFrame, where: str, empty_texts: str) -> pd.DataFrame:
+    """Drop (or refuse) empty and missing texts, and refuse missing labels, naming the row."""
+    text = frame["text"].astype("str")  # Arrow-backed; string checks run in Arrow, not per Python object
+    empty = text.isna() | (text.str.strip() == "")
+    if empty.any():
+        if empty_texts == "error":
+            raise DataError(f"{where}: row {int(np.flatnonzero(empty.to_numpy())[0]) + 1} has an empty text "
+                            f"({int(empty.sum())} such rows; set data.empty_texts=drop to drop them)")
+        log.info(f"{where}: dropped {int(empty.sum())} of {len(frame)} rows with an empty text")
+        frame, text = frame.loc[~empty], text.loc[~empty]
+    if "label" in frame:
+        missing = frame["label"].map(lambda value: value is None or (isinstance(value, float) and np.isnan(value))
+                                     or (isinstance(value, str) and not value.strip()))
+        if missing.any():
+            raise DataError(f"{where}: row {int(np.flatnonzero(missing.to_numpy())[0]) + 1} has no label")
+    return frame.assign(text=text).reset_index(drop=True)
+
+
+def split_off(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A deterministic random (rest, held-out) split of rows whose `label` holds tuples of names. A
+    held-out row with a label that no remaining row has goes back to the rest: a rare class is never
+    held out entirely (the model could not learn it)."""
+    order = np.random.default_rng(seed).permutation(len(frame))
+    held = max(1, round(fraction * len(frame)))
+    rest, held_out = order[held:], order[:held]
+    remaining = {name for names in frame["label"].iloc[rest] for name in names}
+    unseen = np.array([not set(names) <= remaining for names in frame["label"].iloc[held_out]], dtype=bool)
+    rest, held_out = np.concatenate([rest, held_out[unseen]]), held_out[~unseen]
+    return frame.iloc[rest].reset_index(drop=True), frame.iloc[held_out].reset_index(drop=True)
+
+
+def prepare(raw: Splits, source: Source, *, multi_label: bool, label_delimiter: str | None, empty_texts: str,
+            val_fraction: float, test_fraction: float, split_seed: int,
+            max_train_examples: int | None) -> Splits:
+    """Cleaned splits with label tuples; val and test split off train where the source has none (from
+    `split_seed`, so runs with different seeds are tested on the same rows)."""
+    if empty_texts not in EMPTY_TEXTS:
+        raise DataError(f"data.empty_texts must be one of {', '.join(EMPTY_TEXTS)}, not '{empty_texts}'")
+    splits = {name: clean_split(frame, source.where(name), empty_texts) for name, frame in raw.items()}
+    splits = {name: frame.assign(label=[row_labels(value, label_delimiter) if multi_label else (str(value),)
+                                        for value in frame["label"]])
+              for name, frame in splits.items()}
+    if "train" in splits:
+        if "test" not in splits:
+            splits["train"], splits["test"] = split_off(splits["train"], test_fraction, split_seed)
+        if "val" not in splits:
+            fraction = val_fraction / (1 - test_fraction) if "test" not in raw else val_fraction
+            splits["train"], splits["val"] = split_off(splits["train"], fraction, split_seed + 1)
+        if max_train_examples is not None:
+            splits["train"] = splits["train"].iloc[:max_train_examples]
+    return splits

@@ -1,0 +1,92 @@
+"""What a model is asked to predict, as one object per task shape: the loss, how logits become
+probabilities and decisions, and the metrics of each stage. The LightningModule and `textclf-eval` use the
+same object, so training and evaluation compute the same numbers."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+    MultilabelAccuracy,
+    MultilabelF1Score,
+    MultilabelPrecision,
+    MultilabelRecall,
+)
+
+# precision and recall are reported for the test only
+TEST_ONLY = ("precision", "recall")
+
+
+class SingleLabel:
+    """One class per text: softmax, cross-entropy (optionally class-weighted), accuracy and macro F1."""
+
+    multi_label = False
+
+    def __init__(self, num_labels: int, class_weights: list[float] | None = None) -> None:
+        self.num_labels, self.class_weights = num_labels, class_weights
+
+    def loss(self) -> nn.Module:
+        return nn.CrossEntropyLoss(weight=self._weights())
+
+    def _weights(self) -> torch.Tensor | None:
+        return torch.tensor(self.class_weights, dtype=torch.float32) if self.class_weights is not None else None
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().softmax(-1)
+
+    def decisions(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """One-hot rows of what is predicted, as booleans [texts, labels]."""
+        return nn.functional.one_hot(probabilities.argmax(-1), self.num_labels).bool()
+
+    def metric_targets(self, labels: torch.Tensor) -> torch.Tensor:
+        return labels
+
+    def metrics(self, stage: str) -> MetricCollection:
+        kinds = {"acc": (MulticlassAccuracy, "micro"), "f1": (MulticlassF1Score, "macro"),
+                 "precision": (MulticlassPrecision, "macro"), "recall": (MulticlassRecall, "macro")}
+        return MetricCollection({name: kind(self.num_labels, average=average) for name, (kind, average) in kinds.items()
+                                 if stage == "test" or name not in TEST_ONLY}, prefix=f"{stage}/")
+
+
+class MultiLabel(SingleLabel):
+    """Any number of labels per text: a sigmoid and binary cross-entropy per label (class weights are
+    BCE's positive weights); a label is predicted when its probability reaches `threshold`. Accuracy is
+    per label (micro); F1 both macro and micro."""
+
+    multi_label = True
+
+    def __init__(self, num_labels: int, class_weights: list[float] | None = None, threshold: float = 0.5) -> None:
+        super().__init__(num_labels, class_weights)
+        self.threshold = threshold
+
+    def loss(self) -> nn.Module:
+        return nn.BCEWithLogitsLoss(pos_weight=self._weights())
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().sigmoid()
+
+    def decisions(self, probabilities: torch.Tensor) -> torch.Tensor:
+        return probabilities >= self.threshold
+
+    def metric_targets(self, labels: torch.Tensor) -> torch.Tensor:
+        return labels.long()
+
+    def metrics(self, stage: str) -> MetricCollection:
+        kinds = {"acc": (MultilabelAccuracy, "micro"), "f1": (MultilabelF1Score, "macro"),
+                 "f1_micro": (MultilabelF1Score, "micro"), "precision": (MultilabelPrecision, "macro"),
+                 "recall": (MultilabelRecall, "macro")}
+        return MetricCollection({name: kind(self.num_labels, threshold=self.threshold, average=average)
+                                 for name, (kind, average) in kinds.items() if stage == "test" or name not in TEST_ONLY},
+                                prefix=f"{stage}/")
+
+
+def make_task(num_labels: int, multi_label: bool, threshold: float, class_weights: list[float] | None) -> SingleLabel:
+    """The task object for a model's settings."""
+    if class_weights is not None and len(class_weights) != num_labels:
+        raise ValueError(f"model.class_weights has {len(class_weights)} weights for {num_labels} labels")
+    return MultiLabel(num_labels, class_weights, threshold) if multi_label else SingleLabel(num_labels, class_weights)

@@ -80,14 +80,25 @@ def main() -> None:
     base = statistics.median(switch.seconds[names[0]])
     for name in names:
         median = statistics.median(switch.seconds[name])
-        print(f"{name:>16}: median {median:.3f} s per warm epoch, {base / median:.3f}x {names[0]}  "
-              f"({', '.join(f'{s:.3f}' for s in switch.seconds[name])})")
+        print(
+            f"{name:>16}: median {median:.3f} s per warm epoch, {base / median:.3f}x {names[0]}  "
+            f"({', '.join(f'{s:.3f}' for s in switch.seconds[name])})"
+        )
 
 
 def run(variants: dict, args: argparse.Namespace, run_dir: Path) -> VariantSwitch:
     """One warm-up epoch, then `args.rounds` epochs of each variant in turn."""
-    cfg = compose_config("train", ["data=rotten_tomatoes", f"data.max_train_examples={args.examples}", "model.lr=5e-5",
-                                   f"paths.cache_dir={run_dir / 'cache'}", *args.override], run_dir)
+    cfg = compose_config(
+        "train",
+        [
+            "data=rotten_tomatoes",
+            f"data.max_train_examples={args.examples}",
+            "model.lr=5e-5",
+            f"paths.cache_dir={run_dir / 'cache'}",
+            *args.override,
+        ],
+        run_dir,
+    )
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     batches = list(datamodule.train_dataloader())
@@ -98,9 +109,17 @@ def run(variants: dict, args: argparse.Namespace, run_dir: Path) -> VariantSwitc
     model.training_step = lambda tagged, batch_idx: step(model, tagged[1], batch_idx)
 
     switch = VariantSwitch(variants)
-    trainer = L.Trainer(accelerator="cpu", max_steps=len(stream), precision=resolve_precision("auto"), logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[switch], deterministic=True)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=len(stream),
+        precision=resolve_precision("auto"),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[switch],
+        deterministic=True,
+    )
     torch.utils.deterministic.fill_uninitialized_memory = False  # as train() does
     trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(stream, batch_size=None))
     return switch

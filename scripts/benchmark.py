@@ -51,12 +51,23 @@ def load_splits(args: argparse.Namespace) -> tuple[list[str], list[int], list[st
     """The same training examples and test split for every setting, from textclf's data module."""
     from textclf.data import TextClassificationDataModule
 
-    module = TextClassificationDataModule(source=args.dataset, tokenizer=args.model, max_length=args.max_length,
-                                          max_train_examples=args.examples or None, cache_dir=None)
+    module = TextClassificationDataModule(
+        source=args.dataset,
+        tokenizer=args.model,
+        max_length=args.max_length,
+        max_train_examples=args.examples or None,
+        cache_dir=None,
+    )
     module.setup("fit")
     train, test = module.frames["train"], module.frames["test"]
-    return (train["text"].tolist(), module.datasets["train"].labels.tolist(), test["text"].tolist(),
-            module.datasets["test"].labels.tolist(), module.id2label, module.tokenizer.name_or_path)
+    return (
+        train["text"].tolist(),
+        module.datasets["train"].labels.tolist(),
+        test["text"].tolist(),
+        module.datasets["test"].labels.tolist(),
+        module.id2label,
+        module.tokenizer.name_or_path,
+    )
 
 
 def run_textclf(args: argparse.Namespace, precision: str) -> dict[str, float]:
@@ -67,14 +78,32 @@ def run_textclf(args: argparse.Namespace, precision: str) -> dict[str, float]:
     from textclf.train import train
 
     run_dir = args.scratch / "textclf"
-    cfg = compose_config("train", [
-        f"data={args.dataset}", f"model.net.pretrained={args.model}",
-        f"data.max_train_examples={args.examples or 'null'}", f"data.batch_size={args.batch_size}",
-        f"data.max_length={args.max_length}", f"trainer.max_epochs={args.epochs}", f"model.lr={args.lr}",
-        f"trainer.precision={precision}", f"seed={args.seed}", "trainer.limit_val_batches=0",
-        "trainer.num_sanity_val_steps=0", "callbacks.early_stopping=null", "callbacks.progress_bar=null",
-        "callbacks.model_summary=null", "+trainer.enable_progress_bar=false", "logger=none", "test=false",
-        f"trainer.accelerator={args.device}", f"paths.cache_dir={run_dir / 'cache'}", *args.override], run_dir)
+    cfg = compose_config(
+        "train",
+        [
+            f"data={args.dataset}",
+            f"model.net.pretrained={args.model}",
+            f"data.max_train_examples={args.examples or 'null'}",
+            f"data.batch_size={args.batch_size}",
+            f"data.max_length={args.max_length}",
+            f"trainer.max_epochs={args.epochs}",
+            f"model.lr={args.lr}",
+            f"trainer.precision={precision}",
+            f"seed={args.seed}",
+            "trainer.limit_val_batches=0",
+            "trainer.num_sanity_val_steps=0",
+            "callbacks.early_stopping=null",
+            "callbacks.progress_bar=null",
+            "callbacks.model_summary=null",
+            "+trainer.enable_progress_bar=false",
+            "logger=none",
+            "test=false",
+            f"trainer.accelerator={args.device}",
+            f"paths.cache_dir={run_dir / 'cache'}",
+            *args.override,
+        ],
+        run_dir,
+    )
 
     with open_dict(cfg):  # imported by name: this file runs as __main__, a second copy of the class
         cfg.callbacks["timer"] = {"_target_": "benchmark.FitTimer"}
@@ -89,9 +118,12 @@ def run_textclf(args: argparse.Namespace, precision: str) -> dict[str, float]:
     start = time.perf_counter()
     probabilities = predictor.predict_proba(texts)
     predict_seconds = time.perf_counter() - start
-    return {"train_samples_per_s": examples / timer.seconds, "train_seconds": timer.seconds,
-            "predict_samples_per_s": len(texts) / predict_seconds,
-            "test_acc": float((probabilities.argmax(1) == labels).mean())}
+    return {
+        "train_samples_per_s": examples / timer.seconds,
+        "train_seconds": timer.seconds,
+        "predict_samples_per_s": len(texts) / predict_seconds,
+        "test_acc": float((probabilities.argmax(1) == labels).mean()),
+    }
 
 
 class FitTimer(L.Callback):
@@ -125,34 +157,58 @@ def run_hf(args: argparse.Namespace, dynamic_bf16: bool) -> dict[str, float]:
     padding = "do_not_pad" if dynamic_bf16 else "max_length"
 
     def dataset(texts: list[str], labels: list[int]) -> list[dict]:
-        encoded = tokenizer(texts, truncation=True, max_length=128 if not dynamic_bf16 else args.max_length,
-                            padding=padding)
-        return [{"input_ids": ids, "attention_mask": mask, "labels": label}
-                for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], labels)]
+        encoded = tokenizer(
+            texts, truncation=True, max_length=128 if not dynamic_bf16 else args.max_length, padding=padding
+        )
+        return [
+            {"input_ids": ids, "attention_mask": mask, "labels": label}
+            for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], labels)
+        ]
 
     training_args = TrainingArguments(
-        output_dir=str(args.scratch / "hf"), per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.batch_size if not dynamic_bf16 else 256, num_train_epochs=args.epochs,
-        learning_rate=args.lr, warmup_steps=0.1, seed=args.seed, bf16=dynamic_bf16, eval_strategy="no",
-        save_strategy="no", report_to=[], disable_tqdm=True, logging_strategy="no", use_cpu=args.device == "cpu",
+        output_dir=str(args.scratch / "hf"),
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size if not dynamic_bf16 else 256,
+        num_train_epochs=args.epochs,
+        learning_rate=args.lr,
+        warmup_steps=0.1,
+        seed=args.seed,
+        bf16=dynamic_bf16,
+        eval_strategy="no",
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        logging_strategy="no",
+        use_cpu=args.device == "cpu",
     )
-    trainer = Trainer(model=model, args=training_args, train_dataset=dataset(train_texts, train_labels),
-                      data_collator=DataCollatorWithPadding(tokenizer))
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset(train_texts, train_labels),
+        data_collator=DataCollatorWithPadding(tokenizer),
+    )
     start = time.perf_counter()
     trainer.train()
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     predictions = trainer.predict(dataset(test_texts, test_labels)).predictions
     predict_seconds = time.perf_counter() - start
-    return {"train_samples_per_s": len(train_texts) * args.epochs / train_seconds, "train_seconds": train_seconds,
-            "predict_samples_per_s": len(test_texts) / predict_seconds,
-            "test_acc": float((np.argmax(predictions, 1) == np.array(test_labels)).mean())}
+    return {
+        "train_samples_per_s": len(train_texts) * args.epochs / train_seconds,
+        "train_seconds": train_seconds,
+        "predict_samples_per_s": len(test_texts) / predict_seconds,
+        "test_acc": float((np.argmax(predictions, 1) == np.array(test_labels)).mean()),
+    }
 
 
 def worker(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
-    runners = {"textclf": lambda: run_textclf(args, "auto"), "textclf_fp32": lambda: run_textclf(args, "32-true"),
-               "hf_run_glue": lambda: run_hf(args, dynamic_bf16=False), "hf_dynamic_bf16": lambda: run_hf(args, True)}
+    runners = {
+        "textclf": lambda: run_textclf(args, "auto"),
+        "textclf_fp32": lambda: run_textclf(args, "32-true"),
+        "hf_run_glue": lambda: run_hf(args, dynamic_bf16=False),
+        "hf_dynamic_bf16": lambda: run_hf(args, True),
+    }
     with tempfile.TemporaryDirectory(prefix="textclf-bench-") as scratch:  # checkpoints and caches go with it
         args.scratch = Path(scratch)
         result = runners[args.worker]()
@@ -171,8 +227,12 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
-    parser.add_argument("--override", action="append", default=[],
-                        help="a textclf-train override for the textclf settings, e.g. model.net.bf16_residual=false (repeatable)")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="a textclf-train override for the textclf settings, e.g. model.net.bf16_residual=false (repeatable)",
+    )
     parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated, from: " + ", ".join(SETTINGS))
     parser.add_argument("--repeats", type=int, default=1, help="run every setting this many times; report medians")
     parser.add_argument("--out", default="outputs/benchmark/benchmark.json")
@@ -190,28 +250,39 @@ def main() -> None:
             print(f"running {name} ({round_}/{args.repeats}): {SETTINGS[name]} ...", flush=True)
             runs[name].append(run_setting(name, args))
             print(f"  {json.dumps({k: round(v, 3) for k, v in runs[name][-1].items()})}", flush=True)
-    results = {name: {key: statistics.median(run[key] for run in runs[name]) for key in runs[name][0]}
-               for name in names}
+    results = {
+        name: {key: statistics.median(run[key] for run in runs[name]) for key in runs[name][0]} for name in names
+    }
 
     summary = summarize(results, runs, peaks, args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"args": vars(args), "peaks": peaks, "results": results, "runs": runs,
-                                          "summary": summary}, indent=2) + "\n")
+    Path(args.out).write_text(
+        json.dumps({"args": vars(args), "peaks": peaks, "results": results, "runs": runs, "summary": summary}, indent=2)
+        + "\n"
+    )
     print(markdown_table(results, summary))
     print(f"saved {args.out}")
 
 
 def run_setting(name: str, args: argparse.Namespace) -> dict[str, float]:
     """One setting in a fresh worker process: its figures, or exit with the worker's error output."""
-    command = [sys.executable, __file__, "--worker", name] + [
-        f"--{key.replace('_', '-')}={value}" for key, value in vars(args).items()
-        if key not in ("worker", "settings", "out", "override", "repeats")] + [f"--override={o}" for o in args.override]
-    completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-    line = next((l for l in completed.stdout.splitlines() if l.startswith("RESULT ")), None)
+    command = (
+        [sys.executable, __file__, "--worker", name]
+        + [
+            f"--{key.replace('_', '-')}={value}"
+            for key, value in vars(args).items()
+            if key not in ("worker", "settings", "out", "override", "repeats")
+        ]
+        + [f"--override={o}" for o in args.override]
+    )
+    completed = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    )
+    line = next((out for out in completed.stdout.splitlines() if out.startswith("RESULT ")), None)
     if completed.returncode or line is None:
         print(completed.stderr[-3000:], file=sys.stderr)
         raise SystemExit(f"setting {name} failed (exit {completed.returncode})")
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def summarize(results: dict, runs: dict, peaks: dict, args: argparse.Namespace) -> dict:
@@ -230,11 +301,15 @@ def summarize(results: dict, runs: dict, peaks: dict, args: argparse.Namespace) 
             summary[f"predict_ratio_vs_{peer}"] = ours["predict_samples_per_s"] / results[peer]["predict_samples_per_s"]
             summary[f"rss_ratio_vs_{peer}"] = ours["peak_rss_mb"] / results[peer]["peak_rss_mb"]
             if args.repeats > 1:
-                rounds = [a["train_samples_per_s"] / b["train_samples_per_s"] for a, b in zip(runs["textclf"], runs[peer])]
+                rounds = [
+                    a["train_samples_per_s"] / b["train_samples_per_s"] for a, b in zip(runs["textclf"], runs[peer])
+                ]
                 summary[f"train_ratio_vs_{peer}_min"], summary[f"train_ratio_vs_{peer}_max"] = min(rounds), max(rounds)
     # ~6 FLOPs per parameter per token (forward + backward) over the encoder's non-embedding parameters
     texts = PACKAGED[args.dataset]()["train"]["text"].tolist()[:2000]
-    tokens = sum(len(ids) for ids in load_tokenizer(args.model)(texts, truncation=True, max_length=args.max_length)["input_ids"])
+    tokens = sum(
+        len(ids) for ids in load_tokenizer(args.model)(texts, truncation=True, max_length=args.max_length)["input_ids"]
+    )
     flops_per_example = 6 * 10.6e6 * tokens / len(texts)
     roof = peaks["bf16_gflops"] * 1e9 / flops_per_example
     summary["roof_train_samples_per_s"] = roof
@@ -245,8 +320,10 @@ def summarize(results: dict, runs: dict, peaks: dict, args: argparse.Namespace) 
 def markdown_table(results: dict, summary: dict) -> str:
     lines = ["| setting | train samples/s | predict samples/s | peak RSS MB | test acc |", "|---|---|---|---|---|"]
     for name, result in results.items():
-        lines.append(f"| {SETTINGS[name]} | {result['train_samples_per_s']:.1f} | {result['predict_samples_per_s']:.0f} | "
-                     f"{result['peak_rss_mb']:.0f} | {result['test_acc']:.3f} |")
+        lines.append(
+            f"| {SETTINGS[name]} | {result['train_samples_per_s']:.1f} | {result['predict_samples_per_s']:.0f} | "
+            f"{result['peak_rss_mb']:.0f} | {result['test_acc']:.3f} |"
+        )
     lines += [""] + [f"- {key}: {value:.3f}" for key, value in summary.items()]
     return "\n".join(lines)
 

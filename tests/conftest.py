@@ -14,6 +14,7 @@ from transformers import BertConfig, BertModel, BertTokenizer
 
 from textclf.cli import compose_config
 
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `gpu` are skipped, with the reason shown, where there is no CUDA GPU."""
     if torch.cuda.is_available():
@@ -35,8 +36,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER, "##s", "!"]
     # transformers 5 takes `vocab=` (a dict or a path); its old `vocab_file=` is ignored: every token [UNK]
     BertTokenizer(vocab={word: index for index, word in enumerate(vocab)}).save_pretrained(directory)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     BertModel(config).save_pretrained(directory)
     return directory
 
@@ -64,8 +71,12 @@ def compose_cfg(run_dir: Path, model_dir: Path | str | None, *overrides: str, co
     """Compose a textclf config as its command would, quiet, writing into `run_dir`."""
     defaults = [f"paths.cache_dir={run_dir.parent / 'cache'}"]
     if config == "train":
-        defaults += ["callbacks.progress_bar=null", "callbacks.model_summary=null",
-                     "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
+        defaults += [
+            "callbacks.progress_bar=null",
+            "callbacks.model_summary=null",
+            "+trainer.enable_progress_bar=false",
+            "+trainer.enable_model_summary=false",
+        ]
     if model_dir is not None:
         defaults.append(f"model.net.pretrained={model_dir}")
     return compose_config(config, [*defaults, *overrides], run_dir)
@@ -74,8 +85,15 @@ def compose_cfg(run_dir: Path, model_dir: Path | str | None, *overrides: str, co
 def toy_training(csv: Path) -> tuple[str, ...]:
     """Overrides that make the tiny model learn the toy reviews in a few seconds (its random word
     embeddings must learn too, unlike a pretrained model's)."""
-    return ("data=files", f"data.train_file={csv}", "model.lr=3e-3", "trainer.max_epochs=4", "data.batch_size=16",
-            "trainer.precision=32-true", "model.net.freeze_embeddings=none")
+    return (
+        "data=files",
+        f"data.train_file={csv}",
+        "model.lr=3e-3",
+        "trainer.max_epochs=4",
+        "data.batch_size=16",
+        "trainer.precision=32-true",
+        "model.net.freeze_embeddings=none",
+    )
 
 
 @pytest.fixture

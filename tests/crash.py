@@ -49,7 +49,6 @@ class KillDuringCheckpointWrite(L.Callback):
         torch.save = save
 
 
-
 class CrashInTrial(L.Callback):
     """In a sweep, make trial `trial` fail with an exception, or (kill=true) SIGKILL the whole sweep."""
 

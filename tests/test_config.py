@@ -18,8 +18,14 @@ from omegaconf import DictConfig, OmegaConf
 from textclf.cli import compose_config
 
 # (config node of train.yaml, what it builds) for every node whose target textclf defines
-TARGETS = ("model", "model.net", "data", "callbacks.progress_log", "callbacks.confusion_matrix",
-           "callbacks.test_report")
+TARGETS = (
+    "model",
+    "model.net",
+    "data",
+    "callbacks.progress_log",
+    "callbacks.confusion_matrix",
+    "callbacks.test_report",
+)
 
 
 def default_of(value: Any) -> Any:
@@ -31,8 +37,10 @@ def default_of(value: Any) -> Any:
 
 def same(code: Any, yaml: Any) -> bool:
     if hasattr(code, "func") or hasattr(yaml, "func"):  # functools.partial objects compare by what they call
-        return (getattr(code, "func", code), getattr(code, "keywords", {})) == \
-            (getattr(yaml, "func", yaml), getattr(yaml, "keywords", {}))
+        return (getattr(code, "func", code), getattr(code, "keywords", {})) == (
+            getattr(yaml, "func", yaml),
+            getattr(yaml, "keywords", {}),
+        )
     return code == yaml
 
 
@@ -49,27 +57,46 @@ def test_python_defaults_are_the_yaml_defaults_or_absent(node: str, tmp_path: Pa
         code_default = parameters[key].default
         if code_default is inspect.Parameter.empty:
             continue  # no default in code: the YAML is the only one
-        assert same(code_default, default_of(section[key])), f"{node}.{key}: code {code_default!r}, YAML {section[key]!r}"
+        assert same(code_default, default_of(section[key])), (
+            f"{node}.{key}: code {code_default!r}, YAML {section[key]!r}"
+        )
 
 
-def test_a_redirected_run_prints_progress_lines_and_keeps_its_messages_in_train_log(tiny_model_dir: Path,
-                                                                                   tmp_path: Path) -> None:
+def test_a_redirected_run_prints_progress_lines_and_keeps_its_messages_in_train_log(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
     csv = tmp_path / "reviews.csv"
     toy_reviews(600).to_csv(csv, index=False)
     run = tmp_path / "run"
-    overrides = [*toy_training(csv), "trainer.max_epochs=2", f"model.net.pretrained={tiny_model_dir}",
-                 f"hydra.run.dir={run}", f"paths.cache_dir={tmp_path / 'cache'}", "logger=none",
-                 "callbacks.progress_log.every_n_steps=10"]
+    overrides = [
+        *toy_training(csv),
+        "trainer.max_epochs=2",
+        f"model.net.pretrained={tiny_model_dir}",
+        f"hydra.run.dir={run}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "logger=none",
+        "callbacks.progress_log.every_n_steps=10",
+    ]
     with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:  # not a terminal
-        result = subprocess.run([sys.executable, "-m", "textclf.train", *overrides], stdout=out, stderr=err,
-                                env={**os.environ, "COLUMNS": "120"}, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-m", "textclf.train", *overrides],
+            stdout=out,
+            stderr=err,
+            env={**os.environ, "COLUMNS": "120"},
+            timeout=300,
+        )
     assert result.returncode == 0, (tmp_path / "err.txt").read_text()[-2000:]
     console = (tmp_path / "err.txt").read_text()
     # 480 training rows in batches of 16: 30 steps an epoch
-    step_lines = re.findall(r"\[textclf\] epoch (\d)/2 step (\d+)/60: loss \d+\.\d{4}, [\d.]+ samples/s, "
-                            r"\d+:\d\d elapsed, \d+:\d\d left", console)
+    step_lines = re.findall(
+        r"\[textclf\] epoch (\d)/2 step (\d+)/60: loss \d+\.\d{4}, [\d.]+ samples/s, "
+        r"\d+:\d\d elapsed, \d+:\d\d left",
+        console,
+    )
     assert [int(step) for _, step in step_lines] == [10, 20, 30, 40, 50, 60]
-    assert re.search(r"\[textclf\] epoch 2/2 step 60/60: end of epoch, mean loss \d\.\d{4}, val/loss \d\.\d{4}, val/acc ", console)
+    assert re.search(
+        r"\[textclf\] epoch 2/2 step 60/60: end of epoch, mean loss \d\.\d{4}, val/loss \d\.\d{4}, val/acc ", console
+    )
     log = (run / "train.log").read_text()
     for message in ('data: {"splits": {"train": 480', "speed-ups on the encoder", "epoch 2/2 step 60/60"):
         assert message in log, message

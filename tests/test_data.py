@@ -17,12 +17,15 @@ from textclf.labels import sorted_labels
 from textclf.tokenization import load_tokenizer, tokenize_cached
 
 
-@pytest.mark.parametrize(("name", "sizes", "num_labels"), [
-    ("rotten_tomatoes", {"train": 8530}, 2),
-    ("sms_spam", {"train": 5574}, 2),
-    ("trec6", {"train": 5452}, 6),
-    ("newsgroups20", {"train": 11293, "test": 7528}, 20),
-])
+@pytest.mark.parametrize(
+    ("name", "sizes", "num_labels"),
+    [
+        ("rotten_tomatoes", {"train": 8530}, 2),
+        ("sms_spam", {"train": 5574}, 2),
+        ("trec6", {"train": 5452}, 6),
+        ("newsgroups20", {"train": 11293, "test": 7528}, 20),
+    ],
+)
 def test_packaged_sources_have_their_documented_sizes(name: str, sizes: dict[str, int], num_labels: int) -> None:
     splits = sources.PACKAGED[name]()
     assert {split: len(frame) for split, frame in splits.items()} == sizes
@@ -65,8 +68,14 @@ def test_integer_labels_and_given_val_test_files(tiny_model_dir: Path, tmp_path:
     for split, start in zip(("train", "val", "test"), (0, 100, 200)):
         part = frame.iloc[start : start + 100]
         part.to_json(tmp_path / f"{split}.jsonl", orient="records", lines=True)
-    module = datamodule(tiny_model_dir, tmp_path, source="files", train_file=str(tmp_path / "train.jsonl"),
-                        val_file=str(tmp_path / "val.jsonl"), test_file=str(tmp_path / "test.jsonl"))
+    module = datamodule(
+        tiny_model_dir,
+        tmp_path,
+        source="files",
+        train_file=str(tmp_path / "train.jsonl"),
+        val_file=str(tmp_path / "val.jsonl"),
+        test_file=str(tmp_path / "test.jsonl"),
+    )
     assert module.id2label == {0: "2", 1: "12"}
     assert [len(module.datasets[s]) for s in ("train", "val", "test")] == [100, 100, 100]
 
@@ -75,9 +84,12 @@ def test_integer_labels_and_given_val_test_files(tiny_model_dir: Path, tmp_path:
 def test_every_file_format_reads_the_same_rows(suffix: str, tmp_path: Path) -> None:
     frame = toy_reviews(50).rename(columns={"text": "review", "label": "stars"})
     path = tmp_path / f"data{suffix}"
-    {".csv": lambda: frame.to_csv(path, index=False), ".tsv": lambda: frame.to_csv(path, sep="\t", index=False),
-     ".jsonl": lambda: frame.to_json(path, orient="records", lines=True),
-     ".parquet": lambda: frame.to_parquet(path)}[suffix]()
+    {
+        ".csv": lambda: frame.to_csv(path, index=False),
+        ".tsv": lambda: frame.to_csv(path, sep="\t", index=False),
+        ".jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+        ".parquet": lambda: frame.to_parquet(path),
+    }[suffix]()
     read = sources.read_table(path, "review", "stars")
     assert read["text"].tolist() == frame["review"].tolist()
     assert read["label"].tolist() == frame["stars"].tolist()
@@ -111,7 +123,9 @@ def test_bucket_sampler_shards_disjointly_across_ranks() -> None:
     shards = [list(LengthBucketBatchSampler(lengths, 8, shuffle=True, num_replicas=2, rank=r)) for r in (0, 1)]
     assert len(shards[0]) == len(shards[1])  # the same number of optimizer steps on every rank
     assert not {i for b in shards[0] for i in b} & {i for b in shards[1] for i in b}
-    evaluation = [list(LengthBucketBatchSampler(lengths[:5], 128, shuffle=False, num_replicas=2, rank=r)) for r in (0, 1)]
+    evaluation = [
+        list(LengthBucketBatchSampler(lengths[:5], 128, shuffle=False, num_replicas=2, rank=r)) for r in (0, 1)
+    ]
     assert sorted(i for shard in evaluation for b in shard for i in b) == list(range(5))  # all, once
     assert all(len(shard) == 1 for shard in evaluation)  # even one batch of 5 gives every rank work
 
@@ -150,15 +164,18 @@ def write(path: Path, text: str | bytes) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("content", "name", "expected"), [
-    (None, "missing.csv", "missing.csv: file not found"),
-    ("", "empty.csv", "empty.csv: file is empty"),
-    ("text,label\n", "header.csv", "header.csv: no data rows"),
-    ('text,label\n"unclosed,a\n', "quote.csv", "quote.csv: cannot be parsed: Error tokenizing data"),
-    ("review,label\nhello,a\n", "nocol.csv", "nocol.csv: no column 'text' (columns: review, label)"),
-    (b"text,label\ncaf\xe9,a\n", "latin1.csv", "latin1.csv: not UTF-8 text"),
-    ("text,label\na,b\n", "data.xlsx", "data.xlsx: unknown file type '.xlsx'"),
-])
+@pytest.mark.parametrize(
+    ("content", "name", "expected"),
+    [
+        (None, "missing.csv", "missing.csv: file not found"),
+        ("", "empty.csv", "empty.csv: file is empty"),
+        ("text,label\n", "header.csv", "header.csv: no data rows"),
+        ('text,label\n"unclosed,a\n', "quote.csv", "quote.csv: cannot be parsed: Error tokenizing data"),
+        ("review,label\nhello,a\n", "nocol.csv", "nocol.csv: no column 'text' (columns: review, label)"),
+        (b"text,label\ncaf\xe9,a\n", "latin1.csv", "latin1.csv: not UTF-8 text"),
+        ("text,label\na,b\n", "data.xlsx", "data.xlsx: unknown file type '.xlsx'"),
+    ],
+)
 def test_bad_files_give_one_line_errors_naming_the_file(tmp_path: Path, content, name: str, expected: str) -> None:
     path = tmp_path / name
     if content is not None:
@@ -175,7 +192,9 @@ def test_single_class_and_unseen_labels_are_refused(tiny_model_dir: Path, tmp_pa
         datamodule(tiny_model_dir, tmp_path, source="files", train_file=str(one))
     train = write(tmp_path / "train.csv", "text,label\n" + "good film,pos\nbad film,neg\n" * 10)
     val = write(tmp_path / "val.csv", "text,label\ngood,pos\nodd,neutral\n")
-    with pytest.raises(DataError, match=r"val.csv \(val\): row 2 has label 'neutral' that the training split never has"):
+    with pytest.raises(
+        DataError, match=r"val.csv \(val\): row 2 has label 'neutral' that the training split never has"
+    ):
         datamodule(tiny_model_dir, tmp_path, source="files", train_file=str(train), val_file=str(val))
 
 

@@ -23,8 +23,7 @@ from textclf.predict import read_texts, write_predictions
 
 # any unicode scalar value but lone surrogates (UTF-8 cannot hold them), control characters and NUL included
 ANY_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
-LABELS = st.one_of(st.sampled_from(["pos", "neg", "n/a", "a,b", 'q"uote', "ünï", "1", "0"]),
-                   st.integers(-3, 3))
+LABELS = st.one_of(st.sampled_from(["pos", "neg", "n/a", "a,b", 'q"uote', "ünï", "1", "0"]), st.integers(-3, 3))
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -43,7 +42,9 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
 
 
 @SETTINGS
-@given(texts=st.lists(ANY_TEXT, min_size=1, max_size=25), suffix=st.sampled_from([".csv", ".tsv", ".jsonl", ".parquet"]))
+@given(
+    texts=st.lists(ANY_TEXT, min_size=1, max_size=25), suffix=st.sampled_from([".csv", ".tsv", ".jsonl", ".parquet"])
+)
 def test_every_row_of_any_text_reads_back_exactly(tmp_path: Path, texts: list[str], suffix: str) -> None:
     path = tmp_path / f"data{suffix}"
     write_table(pd.DataFrame({"text": texts, "label": ["pos"] * len(texts)}), path)
@@ -61,15 +62,24 @@ def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path: Path, 
 
 @SETTINGS
 @given(rows=st.lists(st.tuples(ANY_TEXT, LABELS), min_size=12, max_size=40))
-def test_the_data_module_keeps_every_nonempty_row_and_counts_the_rest(tiny_model_dir: Path, tmp_path: Path,
-                                                                     rows: list[tuple[str, object]], caplog) -> None:
+def test_the_data_module_keeps_every_nonempty_row_and_counts_the_rest(
+    tiny_model_dir: Path, tmp_path: Path, rows: list[tuple[str, object]], caplog
+) -> None:
     caplog.clear()  # one fixture for every example hypothesis draws
     rows += [("good film", "pos"), ("bad film", "neg")]  # at least two classes
     path = tmp_path / "hostile.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "label": l}, ensure_ascii=False) + "\n" for t, l in rows),
-                    encoding="utf-8")
-    module = TextClassificationDataModule(source="files", train_file=str(path), tokenizer=str(tiny_model_dir),
-                                          cache_dir=str(tmp_path / "cache"), val_fraction=0.2, test_fraction=0.2)
+    path.write_text(
+        "".join(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n" for text, label in rows),
+        encoding="utf-8",
+    )
+    module = TextClassificationDataModule(
+        source="files",
+        train_file=str(path),
+        tokenizer=str(tiny_model_dir),
+        cache_dir=str(tmp_path / "cache"),
+        val_fraction=0.2,
+        test_fraction=0.2,
+    )
     module.setup("fit")
     kept = sum(len(split) for split in module.datasets.values())
     empty = sum(1 for text, _ in rows if not text.strip())
@@ -84,8 +94,9 @@ def test_the_data_module_keeps_every_nonempty_row_and_counts_the_rest(tiny_model
 
 @pytest.fixture(scope="module")
 def predictor(trained_toy) -> Predictor:
-    return Predictor.from_checkpoint(trained_toy[2]["trainer"].checkpoint_callback.best_model_path,
-                                     precision="32-true", batch_size=8)
+    return Predictor.from_checkpoint(
+        trained_toy[2]["trainer"].checkpoint_callback.best_model_path, precision="32-true", batch_size=8
+    )
 
 
 @SETTINGS
@@ -123,9 +134,17 @@ def test_a_thousand_classes_train_and_predict(make_cfg, tmp_path: Path) -> None:
     words = toy_reviews(3000)["text"].tolist()
     path = tmp_path / "many.csv"
     pd.DataFrame({"text": words, "label": [f"class_{i % 1000:04d}" for i in range(3000)]}).sample(
-        frac=1, random_state=int(rng.integers(100))).to_csv(path, index=False)
-    cfg = make_cfg("data=files", f"data.train_file={path}", "data.val_fraction=0.0003", "data.test_fraction=0.0003",
-                   "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.precision=32-true")
+        frac=1, random_state=int(rng.integers(100))
+    ).to_csv(path, index=False)
+    cfg = make_cfg(
+        "data=files",
+        f"data.train_file={path}",
+        "data.val_fraction=0.0003",
+        "data.test_fraction=0.0003",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+        "trainer.precision=32-true",
+    )
     metrics, objects = train(cfg)
     assert objects["model"].net.head[-1].out_features == 1000
     assert 0.0 <= metrics["test/acc"] <= 1.0
@@ -136,7 +155,8 @@ def test_a_thousand_classes_train_and_predict(make_cfg, tmp_path: Path) -> None:
 def test_a_row_without_a_label_is_named_not_made_a_class(tiny_model_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "gap.csv"
     path.write_text("text,label\n" + "good film,pos\nbad film,neg\n" * 5 + "fine,\n", encoding="utf-8")
-    module = TextClassificationDataModule(source="files", train_file=str(path), tokenizer=str(tiny_model_dir),
-                                          cache_dir=None)
+    module = TextClassificationDataModule(
+        source="files", train_file=str(path), tokenizer=str(tiny_model_dir), cache_dir=None
+    )
     with pytest.raises(DataError, match=r"^.*gap.csv \(train\): row 11 has no label$"):
         module.setup("fit")

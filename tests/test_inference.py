@@ -31,8 +31,15 @@ def best_checkpoint(trained_toy) -> str:
 
 def test_eval_reproduces_the_test_metrics_of_training_and_writes_reports(trained_toy, tmp_path: Path) -> None:
     cfg, metrics, _ = trained_toy
-    eval_cfg = compose_cfg(tmp_path / "eval", None, f"ckpt_path={best_checkpoint(trained_toy)}", "data=files",
-                           f"data.train_file={cfg.data.train_file}", "precision=32-true", config="eval")
+    eval_cfg = compose_cfg(
+        tmp_path / "eval",
+        None,
+        f"ckpt_path={best_checkpoint(trained_toy)}",
+        "data=files",
+        f"data.train_file={cfg.data.train_file}",
+        "precision=32-true",
+        config="eval",
+    )
     reproduced = evaluate(eval_cfg)
     for key in ("test/acc", "test/f1", "test/precision", "test/recall", "test/loss"):
         assert reproduced[key] == pytest.approx(metrics[key], abs=1e-3), key
@@ -47,9 +54,17 @@ def test_eval_reproduces_the_test_metrics_of_training_and_writes_reports(trained
 def test_eval_refuses_data_whose_labels_the_checkpoint_does_not_know(trained_toy, tmp_path: Path) -> None:
     other = tmp_path / "other.csv"
     pd.DataFrame({"text": ["good film", "a plot"], "label": ["positive", "neutral"]}).to_csv(other, index=False)
-    eval_cfg = compose_cfg(tmp_path / "eval", None, f"ckpt_path={best_checkpoint(trained_toy)}", "data=files",
-                           f"data.test_file={other}", config="eval")
-    with pytest.raises(ValueError, match=r"other.csv \(test\): row 2 has label 'neutral' that the checkpoint does not know"):
+    eval_cfg = compose_cfg(
+        tmp_path / "eval",
+        None,
+        f"ckpt_path={best_checkpoint(trained_toy)}",
+        "data=files",
+        f"data.test_file={other}",
+        config="eval",
+    )
+    with pytest.raises(
+        ValueError, match=r"other.csv \(test\): row 2 has label 'neutral' that the checkpoint does not know"
+    ):
         evaluate(eval_cfg)
 
 
@@ -58,8 +73,17 @@ def test_predict_keeps_input_order_and_agrees_with_the_model(trained_toy, tmp_pa
     source = tmp_path / "texts.txt"
     source.write_text("\n".join(frame["text"]) + "\n")
     out = tmp_path / "predictions.jsonl"
-    stats = predict(compose_cfg(tmp_path / "p", None, f"ckpt_path={best_checkpoint(trained_toy)}", f"input={source}",
-                                f"output={out}", "batch_size=32", config="predict"))
+    stats = predict(
+        compose_cfg(
+            tmp_path / "p",
+            None,
+            f"ckpt_path={best_checkpoint(trained_toy)}",
+            f"input={source}",
+            f"output={out}",
+            "batch_size=32",
+            config="predict",
+        )
+    )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert stats["texts"] == 300 and [row["text"] for row in rows] == frame["text"].tolist()
     accuracy = np.mean([row["label"] == label for row, label in zip(rows, frame["label"])])
@@ -69,9 +93,22 @@ def test_predict_keeps_input_order_and_agrees_with_the_model(trained_toy, tmp_pa
 
 def test_predict_reads_csv_and_stdin(trained_toy, tmp_path: Path) -> None:
     checkpoint = best_checkpoint(trained_toy)
-    result = subprocess.run([sys.executable, "-m", "textclf.predict", f"ckpt_path={checkpoint}", "input=-", "output=-",
-                             f"hydra.run.dir={tmp_path / 'p'}", "precision=32-true"],
-                            input="a great great film\nan awful boring film\n", capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "textclf.predict",
+            f"ckpt_path={checkpoint}",
+            "input=-",
+            "output=-",
+            f"hydra.run.dir={tmp_path / 'p'}",
+            "precision=32-true",
+        ],
+        input="a great great film\nan awful boring film\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "text,label,prob_negative,prob_positive"
@@ -80,8 +117,16 @@ def test_predict_reads_csv_and_stdin(trained_toy, tmp_path: Path) -> None:
 
 
 def test_export_hf_pipeline_predicts_what_the_checkpoint_predicts(trained_toy, tmp_path: Path) -> None:
-    directory = export(compose_cfg(tmp_path / "x", None, f"ckpt_path={best_checkpoint(trained_toy)}", "format=hf",
-                                   f"output_dir={tmp_path / 'hf'}", config="export"))
+    directory = export(
+        compose_cfg(
+            tmp_path / "x",
+            None,
+            f"ckpt_path={best_checkpoint(trained_toy)}",
+            "format=hf",
+            f"output_dir={tmp_path / 'hf'}",
+            config="export",
+        )
+    )
     assert (directory / "model.safetensors").is_file()
     texts = toy_reviews(100, seed=9)["text"].tolist()
     classifier = pipeline("text-classification", model=str(directory), device="cpu")
@@ -93,12 +138,21 @@ def test_export_hf_pipeline_predicts_what_the_checkpoint_predicts(trained_toy, t
 def test_export_onnx_matches_pytorch_on_other_shapes(trained_toy, tmp_path: Path) -> None:
     import onnxruntime
 
-    directory = export(compose_cfg(tmp_path / "x", None, f"ckpt_path={best_checkpoint(trained_toy)}", "format=onnx",
-                                   f"output_dir={tmp_path / 'onnx'}", config="export"))
+    directory = export(
+        compose_cfg(
+            tmp_path / "x",
+            None,
+            f"ckpt_path={best_checkpoint(trained_toy)}",
+            "format=onnx",
+            f"output_dir={tmp_path / 'onnx'}",
+            config="export",
+        )
+    )
     session = onnxruntime.InferenceSession(str(directory / "model.onnx"))
     model = load_classifier(best_checkpoint(trained_toy))
-    inputs = model.tokenizer(toy_reviews(7, seed=3)["text"].tolist(), padding=True, return_tensors="np",
-                             return_token_type_ids=False)
+    inputs = model.tokenizer(
+        toy_reviews(7, seed=3)["text"].tolist(), padding=True, return_tensors="np", return_token_type_ids=False
+    )
     (logits,) = session.run(None, {k: v.astype(np.int64) for k, v in inputs.items()})
     with torch.no_grad():
         expected = model(torch.from_numpy(inputs["input_ids"]), torch.from_numpy(inputs["attention_mask"]))
@@ -111,8 +165,11 @@ def test_bad_checkpoints_are_refused_with_one_line(trained_toy, tmp_path: Path) 
     truncated.write_bytes(good[: len(good) // 2])
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"this is not a checkpoint")
-    for path, expected in ((tmp_path / "missing.ckpt", "checkpoint not found"),
-                           (truncated, "not a readable checkpoint"), (garbage, "not a PyTorch file")):
+    for path, expected in (
+        (tmp_path / "missing.ckpt", "checkpoint not found"),
+        (truncated, "not a readable checkpoint"),
+        (garbage, "not a PyTorch file"),
+    ):
         with pytest.raises(CheckpointError) as error:
             load_classifier(path)
         assert str(path) in str(error.value) and expected in str(error.value) and "\n" not in str(error.value)
@@ -137,12 +194,28 @@ def test_a_checkpoint_of_textclf_0_1_0_loads_predicts_and_evaluates_as_it_did(tm
     np.testing.assert_allclose(probabilities, expected["probabilities"], atol=1e-5)
     assert predictor.labels_of(probabilities) == expected["labels"]
     assert predictor.id2label == {int(k): v for k, v in expected["id2label"].items()}
-    metrics = evaluate(compose_cfg(tmp_path / "eval", None, f"ckpt_path={path}", "data=files",
-                                   f"data.test_file={FIXTURES / 'legacy_v0.1.0_texts.csv'}", config="eval"))
+    metrics = evaluate(
+        compose_cfg(
+            tmp_path / "eval",
+            None,
+            f"ckpt_path={path}",
+            "data=files",
+            f"data.test_file={FIXTURES / 'legacy_v0.1.0_texts.csv'}",
+            config="eval",
+        )
+    )
     for key, value in expected["eval_metrics"].items():
         assert metrics[key] == pytest.approx(value, abs=1e-4), key
-    exported = export(compose_cfg(tmp_path / "export", None, f"ckpt_path={path}", "format=hf",
-                                  f"output_dir={tmp_path / 'hf'}", config="export"))
+    exported = export(
+        compose_cfg(
+            tmp_path / "export",
+            None,
+            f"ckpt_path={path}",
+            "format=hf",
+            f"output_dir={tmp_path / 'hf'}",
+            config="export",
+        )
+    )
     classify = pipeline("text-classification", model=str(exported), top_k=None)
     scores = classify(texts["text"].tolist()[:5])
     for row, expected_row in zip(scores, expected["probabilities"][:5]):
@@ -183,7 +256,9 @@ def test_int8_quantized_prediction_stays_close(trained_toy) -> None:
     labels = texts["label"].tolist()
     quantized_labels = quantized.labels_of(quantized.predict_proba(texts["text"].tolist()))
     assert np.mean([a == b for a, b in zip(quantized_labels, labels)]) >= 0.9
-    agreement = np.mean([a == b for a, b in zip(quantized_labels, plain.labels_of(plain.predict_proba(texts["text"].tolist())))])
+    agreement = np.mean(
+        [a == b for a, b in zip(quantized_labels, plain.labels_of(plain.predict_proba(texts["text"].tolist())))]
+    )
     assert agreement >= 0.95
 
 
@@ -194,8 +269,14 @@ def test_inference_keeps_its_weights_in_16_bit_where_that_is_fast_and_predicts_t
     expected_dtype = torch.bfloat16 if resolve_precision("auto") == "bf16-mixed" else torch.float32
     assert inference_precision("auto") == ("bf16-true" if expected_dtype == torch.bfloat16 else "32-true")
     assert next(fast.model.parameters()).dtype == expected_dtype and fast.autocast_dtype is None
-    agreement = np.mean([a == b for a, b in zip(fast.labels_of(fast.predict_proba(texts)),
-                                                 reference.labels_of(reference.predict_proba(texts)))])
+    agreement = np.mean(
+        [
+            a == b
+            for a, b in zip(
+                fast.labels_of(fast.predict_proba(texts)), reference.labels_of(reference.predict_proba(texts))
+            )
+        ]
+    )
     assert agreement >= 0.98
 
 
@@ -218,30 +299,56 @@ def test_prediction_that_runs_out_of_memory_retries_with_smaller_slices(trained_
 
 
 def test_an_unknown_output_type_is_refused_before_any_work(tmp_path: Path) -> None:
-    cfg = compose_cfg(tmp_path / "p", None, f"ckpt_path={tmp_path / 'never-loaded.ckpt'}", f"input={tmp_path / 'x.txt'}",
-                      f"output={tmp_path / 'out.xlsx'}", config="predict")
+    cfg = compose_cfg(
+        tmp_path / "p",
+        None,
+        f"ckpt_path={tmp_path / 'never-loaded.ckpt'}",
+        f"input={tmp_path / 'x.txt'}",
+        f"output={tmp_path / 'out.xlsx'}",
+        config="predict",
+    )
     with pytest.raises(DataError, match=r"out.xlsx: unknown output type '.xlsx'"):
         predict(cfg)
 
 
 @pytest.mark.slow
-def test_ddp_sim_trains_over_two_processes_and_matches_a_single_process_evaluation(tiny_model_dir: Path,
-                                                                                    tmp_path: Path) -> None:
+def test_ddp_sim_trains_over_two_processes_and_matches_a_single_process_evaluation(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
     from conftest import toy_training
 
     from textclf.train import train
 
     csv = tmp_path / "reviews.csv"
     toy_reviews(600).to_csv(csv, index=False)
-    cfg = compose_cfg(tmp_path / "run", tiny_model_dir, *toy_training(csv), "trainer=ddp_sim",
-                      "trainer.max_epochs=6", "callbacks.early_stopping=null")
+    cfg = compose_cfg(
+        tmp_path / "run",
+        tiny_model_dir,
+        *toy_training(csv),
+        "trainer=ddp_sim",
+        "trainer.max_epochs=6",
+        "callbacks.early_stopping=null",
+    )
     metrics, _ = train(cfg)
     run = tmp_path / "run"
-    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == ["checkpoints", "metrics.json", "tensorboard"]
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == [
+        "checkpoints",
+        "metrics.json",
+        "tensorboard",
+    ]
     assert len(list((run / "checkpoints").glob("epoch*.ckpt"))) == 1
     saved = json.loads((run / "metrics.json").read_text())
-    single = evaluate(compose_cfg(tmp_path / "eval", None, f"ckpt_path={saved['best_model_path']}", "data=files",
-                                  f"data.train_file={csv}", "precision=32-true", config="eval"))
+    single = evaluate(
+        compose_cfg(
+            tmp_path / "eval",
+            None,
+            f"ckpt_path={saved['best_model_path']}",
+            "data=files",
+            f"data.train_file={csv}",
+            "precision=32-true",
+            config="eval",
+        )
+    )
     for key in ("test/acc", "test/f1", "test/precision", "test/recall", "test/loss"):
         assert saved[key] == pytest.approx(single[key], abs=1e-5), key
     assert saved["test/acc"] >= 0.9

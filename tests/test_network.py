@@ -25,12 +25,14 @@ def test_fast_dropout_keeps_the_right_share_and_the_mean(dtype: torch.dtype) -> 
 
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
-def test_the_first_token_only_last_layer_gives_the_same_logits_and_gradients(tiny_model_dir: Path,
-                                                                           attention: str) -> None:
+def test_the_first_token_only_last_layer_gives_the_same_logits_and_gradients(
+    tiny_model_dir: Path, attention: str
+) -> None:
     def build(skip: bool) -> ClassifierNetwork:
         torch.manual_seed(0)  # the same head
-        return build_network(3, pretrained=str(tiny_model_dir), skip_unused_tokens=skip,
-                             attn_implementation=attention).eval()
+        return build_network(
+            3, pretrained=str(tiny_model_dir), skip_unused_tokens=skip, attn_implementation=attention
+        ).eval()
 
     full, fast = build(False), build(True)
     assert isinstance(fast.encoder.encoder.layer[-1], FirstTokenLayer)
@@ -41,7 +43,7 @@ def test_the_first_token_only_last_layer_gives_the_same_logits_and_gradients(tin
     mask[1, 7:], mask[3, 2:] = 0, 0
     logits = [model(ids, mask) for model in (full, fast)]
     torch.testing.assert_close(logits[1], logits[0], rtol=1e-5, atol=1e-6)
-    for model, output in zip((full, fast), logits):
+    for output in logits:
         output.pow(2).sum().backward()
     for (name, a), b in zip(full.named_parameters(), fast.parameters()):
         if a.grad is not None:
@@ -66,8 +68,12 @@ def test_the_residual_stream_is_bf16_under_bf16_autocast_only(tiny_model_dir: Pa
 def test_dropout_settings_reach_the_encoder_and_null_keeps_its_own(tiny_model_dir: Path) -> None:
     def rates(model: ClassifierNetwork) -> tuple[float, float, float, float]:
         layer = model.encoder.encoder.layer[0]
-        return (layer.attention.self.dropout.p, layer.attention.output.dropout.p, layer.output.dropout.p,
-                model.encoder.embeddings.dropout.p)
+        return (
+            layer.attention.self.dropout.p,
+            layer.attention.output.dropout.p,
+            layer.output.dropout.p,
+            model.encoder.embeddings.dropout.p,
+        )
 
     tuned = build_network(2, pretrained=str(tiny_model_dir), attention_dropout=0.05, hidden_dropout=0.2)
     assert rates(tuned) == (0.05, 0.2, 0.2, 0.2)
@@ -78,8 +84,9 @@ def test_dropout_settings_reach_the_encoder_and_null_keeps_its_own(tiny_model_di
     assert rates(rebuilt) == (0.05, 0.2, 0.2, 0.2)
 
 
-def test_pretrained_weights_are_read_into_memory_not_mapped_from_their_file(tiny_model_dir: Path,
-                                                                           tmp_path: Path) -> None:
+def test_pretrained_weights_are_read_into_memory_not_mapped_from_their_file(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
     """A mapped file's pages are copied on the first write: the first optimizer step paid for all of them."""
     import shutil
 

@@ -27,10 +27,19 @@ STEPS_PER_EPOCH = 30
 
 
 def train_command(run: Path, model_dir: Path, csv: Path, *extra: str) -> subprocess.CompletedProcess:
-    overrides = [*toy_training(csv), "trainer.max_epochs=2", f"hydra.run.dir={run}", f"model.net.pretrained={model_dir}",
-                 f"paths.cache_dir={run.parent / 'cache'}", "callbacks.periodic_checkpoint.every_n_train_steps=5",
-                 "callbacks.progress_bar=null", "callbacks.model_summary=null", "+trainer.enable_progress_bar=false",
-                 "trainer.log_every_n_steps=1", *extra]
+    overrides = [
+        *toy_training(csv),
+        "trainer.max_epochs=2",
+        f"hydra.run.dir={run}",
+        f"model.net.pretrained={model_dir}",
+        f"paths.cache_dir={run.parent / 'cache'}",
+        "callbacks.periodic_checkpoint.every_n_train_steps=5",
+        "callbacks.progress_bar=null",
+        "callbacks.model_summary=null",
+        "+trainer.enable_progress_bar=false",
+        "trainer.log_every_n_steps=1",
+        *extra,
+    ]
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     return subprocess.run([sys.executable, "-m", "textclf.train", *overrides], capture_output=True, text=True, env=env)
 
@@ -58,13 +67,17 @@ def uninterrupted(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("crash, resumed_step", [
-    ("{_target_:crash.KillAtStep,step:37}", 35),  # mid-epoch 2, after a periodic checkpoint
-    ("{_target_:crash.KillAtStep,step:31}", STEPS_PER_EPOCH),  # right after the epoch-end checkpoint
-    ("{_target_:crash.KillDuringCheckpointWrite,write:4}", 15),  # half-way through writing the 4th checkpoint
-])
-def test_a_killed_run_resumes_and_ends_as_if_it_never_stopped(uninterrupted, tiny_model_dir: Path, crash: str,
-                                                              resumed_step: int) -> None:
+@pytest.mark.parametrize(
+    "crash, resumed_step",
+    [
+        ("{_target_:crash.KillAtStep,step:37}", 35),  # mid-epoch 2, after a periodic checkpoint
+        ("{_target_:crash.KillAtStep,step:31}", STEPS_PER_EPOCH),  # right after the epoch-end checkpoint
+        ("{_target_:crash.KillDuringCheckpointWrite,write:4}", 15),  # half-way through writing the 4th checkpoint
+    ],
+)
+def test_a_killed_run_resumes_and_ends_as_if_it_never_stopped(
+    uninterrupted, tiny_model_dir: Path, crash: str, resumed_step: int
+) -> None:
     reference, csv = uninterrupted
     run = reference.parent / f"killed-{resumed_step}"
     killed = train_command(run, tiny_model_dir, csv, f"+callbacks.crash={crash}")
@@ -90,7 +103,11 @@ def test_resume_auto_continues_the_newest_unfinished_run(tmp_path: Path) -> None
     fresh = str(runs / "2026-11-24_12-00-00")
     assert run_dir(None, fresh) == fresh
     assert run_dir("auto", fresh) == fresh  # nothing to resume: a new run
-    for name, finished in (("2026-11-24_10-00-00", False), ("2026-11-24_11-00-00", True), ("2026-11-24_09-00-00", False)):
+    for name, finished in (
+        ("2026-11-24_10-00-00", False),
+        ("2026-11-24_11-00-00", True),
+        ("2026-11-24_09-00-00", False),
+    ):
         (runs / name / "checkpoints").mkdir(parents=True)
         (runs / name / "checkpoints" / "last.ckpt").write_bytes(b"x")
         if finished:
@@ -109,10 +126,12 @@ def test_resuming_a_run_dir_without_checkpoint_is_a_one_line_error(make_cfg, toy
     assert capsys.readouterr().err.strip().endswith("last.ckpt not found)")
 
 
-@pytest.mark.parametrize("failure, reason", [(errno.ENOSPC, "No space left on device"),
-                                             (errno.EACCES, "Permission denied")])
-def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tmp_path: Path, monkeypatch, failure: int,
-                                                                     reason: str) -> None:
+@pytest.mark.parametrize(
+    "failure, reason", [(errno.ENOSPC, "No space left on device"), (errno.EACCES, "Permission denied")]
+)
+def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(
+    tmp_path: Path, monkeypatch, failure: int, reason: str
+) -> None:
     path = tmp_path / "checkpoints" / "last.ckpt"
     writer = AtomicCheckpointIO()
     writer.save_checkpoint({"step": 1, "weights": torch.ones(3)}, path)
@@ -129,8 +148,9 @@ def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tmp_path: Pa
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
 
 
-def test_a_full_disk_during_training_ends_with_one_line_and_a_loadable_checkpoint(make_cfg, toy_csv: Path,
-                                                                                   monkeypatch, capsys) -> None:
+def test_a_full_disk_during_training_ends_with_one_line_and_a_loadable_checkpoint(
+    make_cfg, toy_csv: Path, monkeypatch, capsys
+) -> None:
     real_save, saves = torch.save, []
 
     def save(obj, target, *args, **kwargs) -> None:
@@ -146,7 +166,8 @@ def test_a_full_disk_during_training_ends_with_one_line_and_a_loadable_checkpoin
     assert exit_info.value.code == 2
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"textclf: error: {last}: cannot write the checkpoint: No space left on device (the previous one is kept)")
+        f"textclf: error: {last}: cannot write the checkpoint: No space left on device (the previous one is kept)"
+    )
     monkeypatch.setattr(torch, "save", real_save)
     assert load_classifier(last).id2label == {0: "negative", 1: "positive"}
 

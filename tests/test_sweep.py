@@ -23,39 +23,60 @@ TESTS = Path(__file__).resolve().parent
 
 
 def test_the_search_space_is_written_in_hydra_sweep_syntax() -> None:
-    space = search_space({"model.lr": "tag(log, interval(1e-5, 3e-4))", "model.net.dropout": "interval(0.0, 0.3)",
-                          "data.batch_size": "choice(16, 32)", "data.max_length": "range(64, 257, 64)",
-                          "trainer": {"max_epochs": "tag(int, interval(1, 4))"}})
-    assert space == {"model.lr": FloatDistribution(1e-5, 3e-4, log=True),
-                     "model.net.dropout": FloatDistribution(0.0, 0.3),
-                     "data.batch_size": CategoricalDistribution([16, 32]),
-                     "data.max_length": IntDistribution(64, 256, step=64),
-                     "trainer.max_epochs": IntDistribution(1, 4)}
+    space = search_space(
+        {
+            "model.lr": "tag(log, interval(1e-5, 3e-4))",
+            "model.net.dropout": "interval(0.0, 0.3)",
+            "data.batch_size": "choice(16, 32)",
+            "data.max_length": "range(64, 257, 64)",
+            "trainer": {"max_epochs": "tag(int, interval(1, 4))"},
+        }
+    )
+    assert space == {
+        "model.lr": FloatDistribution(1e-5, 3e-4, log=True),
+        "model.net.dropout": FloatDistribution(0.0, 0.3),
+        "data.batch_size": CategoricalDistribution([16, 32]),
+        "data.max_length": IntDistribution(64, 256, step=64),
+        "trainer.max_epochs": IntDistribution(1, 4),
+    }
     with pytest.raises(ValueError, match=r"hparams_search.params.model.lr: '3e-4' is not a search space"):
         search_space({"model.lr": "3e-4"})
 
 
 def run(command: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    return subprocess.run([sys.executable, "-m", f"textclf.{command}", *overrides], capture_output=True, text=True,
-                          env=env, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", f"textclf.{command}", *overrides], capture_output=True, text=True, env=env, cwd=cwd
+    )
 
 
 @pytest.fixture
 def quick_training(tiny_model_dir: Path, tmp_path: Path) -> list[str]:
     csv = tmp_path / "reviews.csv"
     toy_reviews(300).to_csv(csv, index=False)
-    return [*toy_training(csv), f"model.net.pretrained={tiny_model_dir}", "trainer.max_epochs=1",
-            f"paths.cache_dir={tmp_path / 'cache'}", "callbacks.progress_bar=null", "callbacks.model_summary=null",
-            "+trainer.enable_progress_bar=false"]
+    return [
+        *toy_training(csv),
+        f"model.net.pretrained={tiny_model_dir}",
+        "trainer.max_epochs=1",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "callbacks.progress_bar=null",
+        "callbacks.model_summary=null",
+        "+trainer.enable_progress_bar=false",
+    ]
 
 
 @pytest.mark.slow
-def test_a_sweep_survives_a_failing_trial_and_a_kill_and_resumes_to_its_trial_count(quick_training, tmp_path: Path) -> None:
+def test_a_sweep_survives_a_failing_trial_and_a_kill_and_resumes_to_its_trial_count(
+    quick_training, tmp_path: Path
+) -> None:
     sweep_dir = tmp_path / "sweep"
-    command = [*quick_training, f"hydra.run.dir={sweep_dir}", "sweep.n_trials=4",
-               "+callbacks.fail={_target_:crash.CrashInTrial,trial:1}",
-               "+callbacks.kill={_target_:crash.CrashInTrial,trial:2,kill:true}"]
+    command = [
+        *quick_training,
+        f"hydra.run.dir={sweep_dir}",
+        "sweep.n_trials=4",
+        "+callbacks.fail={_target_:crash.CrashInTrial,trial:1}",
+        "+callbacks.kill={_target_:crash.CrashInTrial,trial:2,kill:true}",
+    ]
     killed = run("sweep", *command, cwd=tmp_path)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert "trial 1 failed: RuntimeError: forced failure in trial 1" in killed.stderr
@@ -78,30 +99,48 @@ def test_a_sweep_survives_a_failing_trial_and_a_kill_and_resumes_to_its_trial_co
         assert (sweep_dir / "trials" / f"{trial:03d}" / "metrics.json").is_file()
     assert (sweep_dir / "summary.md").read_text().startswith("|   trial | status")
 
-    printed = subprocess.run([Path(sys.executable).parent / "textclf-sweep-summary", str(sweep_dir)],
-                             capture_output=True, text=True)
+    printed = subprocess.run(
+        [Path(sys.executable).parent / "textclf-sweep-summary", str(sweep_dir)], capture_output=True, text=True
+    )
     assert printed.returncode == 0 and "forced failure in trial 1" in printed.stdout
 
 
 def test_a_grid_multirun_writes_one_run_dir_per_job_and_a_summary(quick_training, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "grid"
-    result = run("train", "-m", *quick_training, f"hydra.sweep.dir={sweep_dir}", "model.lr=1e-3,3e-3",
-                 "data.batch_size=16,32", cwd=tmp_path)
+    result = run(
+        "train",
+        "-m",
+        *quick_training,
+        f"hydra.sweep.dir={sweep_dir}",
+        "model.lr=1e-3,3e-3",
+        "data.batch_size=16,32",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = sorted(path.name for path in sweep_dir.iterdir() if path.is_dir())
     assert jobs == ["0", "1", "2", "3"]
     summary = pd.read_csv(sweep_dir / "summary.csv")
     assert len(summary) == 4 and summary["status"].eq("complete").all()
     assert sorted(zip(summary["model.lr"], summary["data.batch_size"])) == [
-        (1e-3, 16), (1e-3, 32), (3e-3, 16), (3e-3, 32)]
+        (1e-3, 16),
+        (1e-3, 32),
+        (3e-3, 16),
+        (3e-3, 32),
+    ]
     assert list(summary["val/acc_best"]) == sorted(summary["val/acc_best"], reverse=True)
     assert "model.net.pretrained" not in summary  # settings all jobs share are left out
 
 
 def test_a_failing_grid_job_is_recorded_and_the_others_run(quick_training, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "grid"
-    result = run("train", "-m", *quick_training, f"hydra.sweep.dir={sweep_dir}", "model.net.pooling=pooler,max,mean",
-                 cwd=tmp_path)
+    result = run(
+        "train",
+        "-m",
+        *quick_training,
+        f"hydra.sweep.dir={sweep_dir}",
+        "model.net.pooling=pooler,max,mean",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     summary = pd.read_csv(sweep_dir / "summary.csv").set_index("model.net.pooling")
     assert summary.loc[["pooler", "mean"], "status"].eq("complete").all()
@@ -114,8 +153,16 @@ def test_real_ddp_jobs_of_a_multirun_write_one_run_dir_each(quick_training, tmp_
     """strategy=ddp starts each job's second process by running the command again: it must write into
     its job's run dir, not a run dir of its own."""
     sweep_dir = tmp_path / "grid"
-    result = run("train", "-m", *quick_training, f"hydra.sweep.dir={sweep_dir}", "trainer=ddp_sim",
-                 "trainer.strategy=ddp", "model.lr=1e-3,3e-3", cwd=tmp_path)
+    result = run(
+        "train",
+        "-m",
+        *quick_training,
+        f"hydra.sweep.dir={sweep_dir}",
+        "trainer=ddp_sim",
+        "trainer.strategy=ddp",
+        "model.lr=1e-3,3e-3",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(path.name for path in sweep_dir.iterdir() if path.is_dir()) == ["0", "1"]
     for job in ("0", "1"):

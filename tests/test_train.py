@@ -22,8 +22,8 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from textclf.checkpoints import load_classifier
 from textclf.module import TextClassifier
-from textclf.pretrained import resolve_pretrained
 from textclf.precision import resolve_precision
+from textclf.pretrained import resolve_pretrained
 from textclf.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,10 +90,14 @@ def test_the_misclassified_panel_lists_the_most_confident_mistakes_with_their_te
     texts = pd.Series(["good | fine", "awful", "dull\nplot", "great"])
     probabilities = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.3, 0.7]])
     panel = TestReport(max_examples=5).misclassified_markdown(
-        torch.tensor([0, 1, 2, 3]), torch.tensor([1, 0, 0, 1]), probabilities, {0: "neg", 1: "pos"}, texts)
+        torch.tensor([0, 1, 2, 3]), torch.tensor([1, 0, 0, 1]), probabilities, {0: "neg", 1: "pos"}, texts
+    )
     assert panel.splitlines()[0] == "3 of 4 test examples misclassified; the 3 most confident mistakes:"
-    assert panel.splitlines()[4:] == ["| pos | neg | 0.900 | good \\| fine |", "| neg | pos | 0.800 | awful |",
-                                      "| neg | pos | 0.600 | dull plot |"]
+    assert panel.splitlines()[4:] == [
+        "| pos | neg | 0.900 | good \\| fine |",
+        "| neg | pos | 0.800 | awful |",
+        "| neg | pos | 0.600 | dull plot |",
+    ]
 
 
 def test_the_encoder_fine_tunes_in_train_mode(make_cfg, toy_csv: Path) -> None:
@@ -108,8 +112,9 @@ def test_checkpoint_alone_rebuilds_the_model_and_names_its_labels(trained_toy) -
     restored = load_classifier(objects["trainer"].checkpoint_callback.best_model_path)
     batch = next(iter(objects["datamodule"].test_dataloader()))
     with torch.no_grad():
-        torch.testing.assert_close(restored(batch["input_ids"], batch["attention_mask"]),
-                                   model(batch["input_ids"], batch["attention_mask"]))
+        torch.testing.assert_close(
+            restored(batch["input_ids"], batch["attention_mask"]), model(batch["input_ids"], batch["attention_mask"])
+        )
     assert restored.id2label == {0: "negative", 1: "positive"}
     assert restored.tokenizer("good film")["input_ids"] == objects["datamodule"].tokenizer("good film")["input_ids"]
     assert restored.data_hparams["max_length"] == cfg.data.max_length
@@ -128,8 +133,13 @@ def test_no_weight_decay_on_biases_and_layer_norms(make_cfg, toy_csv: Path) -> N
 
 @pytest.mark.parametrize("preset", ["fdr", "limit", "overfit"])
 def test_debug_presets_run(make_cfg, toy_csv: Path, preset: str) -> None:
-    cfg = make_cfg("data=files", f"data.train_file={toy_csv}", f"debug={preset}", "trainer.precision=32-true",
-                   *(["trainer.max_epochs=2"] if preset == "overfit" else []))
+    cfg = make_cfg(
+        "data=files",
+        f"data.train_file={toy_csv}",
+        f"debug={preset}",
+        "trainer.precision=32-true",
+        *(["trainer.max_epochs=2"] if preset == "overfit" else []),
+    )
     assert cfg.task_name == "debug"
     metrics, _ = train(cfg)
     assert "val/acc" in metrics
@@ -144,21 +154,47 @@ def test_each_dataset_has_a_data_config_and_an_experiment(dataset: str) -> None:
 
 def test_precision_auto_picks_bf16_only_where_the_hardware_has_it() -> None:
     assert resolve_precision("32-true") == "32-true"
-    expected = "bf16-mixed" if torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported() else "32-true"
+    expected = (
+        "bf16-mixed" if torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported() else "32-true"
+    )
     assert torch.cuda.is_available() or resolve_precision("auto") == expected
 
 
 def test_bad_data_file_gives_a_one_line_error_from_the_command(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "textclf.train", "data=files", f"data.train_file={tmp_path / 'nope.csv'}",
-         f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "textclf.train",
+            "data=files",
+            f"data.train_file={tmp_path / 'nope.csv'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"textclf: error: {tmp_path / 'nope.csv'}: file not found"
 
 
 def test_configs_ship_inside_the_wheel(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
-                    str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
     names = set(zipfile.ZipFile(next(tmp_path.glob("textclf-*.whl"))).namelist())
     configs = {f"textclf/conf/{path.relative_to(ROOT / 'conf')}" for path in (ROOT / "conf").rglob("*.yaml")}
     assert "textclf/conf/data/rotten_tomatoes.yaml" in configs and configs - names == set()
@@ -172,8 +208,9 @@ def test_precision_presets_set_the_trainer_precision(make_cfg, preset: str, prec
 def test_the_slurm_launcher_preset_composes_with_the_submitit_plugin(tmp_path: Path) -> None:
     GlobalHydra.instance().clear()
     with initialize_config_module("textclf.conf", version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4"],
-                      return_hydra_config=True)
+        cfg = compose(
+            "train", overrides=["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4"], return_hydra_config=True
+        )
     GlobalHydra.instance().clear()
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
@@ -183,9 +220,16 @@ def test_the_slurm_launcher_preset_composes_with_the_submitit_plugin(tmp_path: P
 @pytest.mark.slow
 def test_packaged_minilm_fine_tunes_and_its_loss_falls(make_cfg) -> None:
     """The real all-MiniLM-L6-v2 from its PyPI package, a few dozen steps on rotten_tomatoes."""
-    cfg = make_cfg("data.max_train_examples=480", "data.batch_size=16", "trainer.max_epochs=2", "model.lr=1e-4",
-                   "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "callbacks.early_stopping=null",
-                   model_dir=None)
+    cfg = make_cfg(
+        "data.max_train_examples=480",
+        "data.batch_size=16",
+        "trainer.max_epochs=2",
+        "model.lr=1e-4",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        "callbacks.early_stopping=null",
+        model_dir=None,
+    )
     assert Path(resolve_pretrained(cfg.model.net.pretrained)).is_dir()
     probe = train_with_probe(cfg)
     assert len(probe.losses) == 60
@@ -202,8 +246,13 @@ def test_multi_label_data_trains_with_a_sigmoid_per_label(make_cfg, tmp_path: Pa
     ]
     path = tmp_path / "multi.csv"
     frame.to_csv(path, index=False)
-    cfg = make_cfg(*toy_training(path), "data.multi_label=true", "data.label_delimiter=|", "trainer.max_epochs=8",
-                   "model.net.pooling=mean")
+    cfg = make_cfg(
+        *toy_training(path),
+        "data.multi_label=true",
+        "data.label_delimiter=|",
+        "trainer.max_epochs=8",
+        "model.net.pooling=mean",
+    )
     metrics, objects = train(cfg)
     assert objects["datamodule"].id2label == {0: "acting", 1: "negative", 2: "plot", 3: "positive"}
     assert isinstance(objects["model"].loss, torch.nn.BCEWithLogitsLoss)
@@ -223,28 +272,34 @@ def test_balanced_class_weights_follow_the_training_frequencies(make_cfg, tmp_pa
     assert weights[0] > 3 * weights[1]  # negative is the rare class
 
 
-@pytest.mark.parametrize(("truncation", "kept"), [("head", "w0 w1 w2 w3 w4 w5"), ("tail", "w14 w15 w16 w17 w18 w19"),
-                                                  ("head_tail", "w0 w15 w16 w17 w18 w19")])
+@pytest.mark.parametrize(
+    ("truncation", "kept"),
+    [("head", "w0 w1 w2 w3 w4 w5"), ("tail", "w14 w15 w16 w17 w18 w19"), ("head_tail", "w0 w15 w16 w17 w18 w19")],
+)
 def test_long_texts_keep_their_head_tail_or_both(tiny_model_dir: Path, truncation: str, kept: str) -> None:
     from transformers import BertTokenizer
 
     from textclf.tokenization import encode
 
-    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-                                                              + [f"w{n}" for n in range(20)])})
+    tokenizer = BertTokenizer(
+        vocab={w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{n}" for n in range(20)])}
+    )
     ids = encode([" ".join(f"w{n}" for n in range(20))], tokenizer, max_length=8, truncation=truncation)[0]
     assert tokenizer.decode(ids) == f"[CLS] {kept} [SEP]"
 
 
-def test_cpu_training_uses_fast_dropout_and_leaves_frozen_embeddings_alone(make_cfg, toy_csv: Path,
-                                                                          tiny_model_dir: Path) -> None:
+def test_cpu_training_uses_fast_dropout_and_leaves_frozen_embeddings_alone(
+    make_cfg, toy_csv: Path, tiny_model_dir: Path
+) -> None:
     from transformers import BertModel
 
     from textclf.speedups import FastDropout
 
     original = BertModel.from_pretrained(tiny_model_dir)
-    for frozen, kept in (("all", ("word_embeddings", "position_embeddings", "token_type_embeddings", "LayerNorm")),
-                         ("word", ("word_embeddings",))):
+    for frozen, kept in (
+        ("all", ("word_embeddings", "position_embeddings", "token_type_embeddings", "LayerNorm")),
+        ("word", ("word_embeddings",)),
+    ):
         cfg = make_cfg(*toy_training(toy_csv), f"model.net.freeze_embeddings={frozen}", "debug=limit")
         _, objects = train(cfg)
         model = objects["model"]
@@ -253,16 +308,18 @@ def test_cpu_training_uses_fast_dropout_and_leaves_frozen_embeddings_alone(make_
         for name, weight in model.net.encoder.embeddings.named_parameters():
             unchanged = torch.equal(weight, original.embeddings.get_parameter(name))
             assert unchanged == name.startswith(kept), (frozen, name)
-        assert not torch.equal(model.net.encoder.encoder.layer[0].output.dense.weight,
-                               original.encoder.layer[0].output.dense.weight)
+        assert not torch.equal(
+            model.net.encoder.encoder.layer[0].output.dense.weight, original.encoder.layer[0].output.dense.weight
+        )
 
 
 def test_users_add_their_own_config_dir_through_the_search_path(make_cfg, toy_csv: Path, tmp_path: Path) -> None:
     mine = tmp_path / "myconf" / "data"
     mine.mkdir(parents=True)
     (mine / "toy.yaml").write_text(f"defaults:\n  - default\nsource: files\ntrain_file: {toy_csv}\nmax_length: 24\n")
-    cfg = make_cfg(f"hydra.searchpath=[file://{tmp_path / 'myconf'}]", "data=toy", "debug=fdr",
-                   "trainer.precision=32-true")
+    cfg = make_cfg(
+        f"hydra.searchpath=[file://{tmp_path / 'myconf'}]", "data=toy", "debug=fdr", "trainer.precision=32-true"
+    )
     assert cfg.data.source == "files" and cfg.data.max_length == 24 and cfg.data.batch_size == 32
     metrics, _ = train(cfg)
     assert "val/acc" in metrics
@@ -275,11 +332,16 @@ def test_a_bad_setting_ends_the_command_with_one_line_naming_the_key(make_cfg, t
     with pytest.raises(SystemExit) as exit_info:
         run_command(train, cfg)
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip() == "textclf: error: model.net.pooling must be one of pooler, cls, mean, not 'max'"
+    assert (
+        capsys.readouterr().err.strip()
+        == "textclf: error: model.net.pooling must be one of pooler, cls, mean, not 'max'"
+    )
     with pytest.raises(SystemExit):
         run_command(train, make_cfg(*toy_training(toy_csv), "model.net.freeze_embeddings=some"))
-    assert capsys.readouterr().err.strip() == \
-        "textclf: error: model.net.freeze_embeddings must be one of none, word, all, not 'some'"
+    assert (
+        capsys.readouterr().err.strip()
+        == "textclf: error: model.net.freeze_embeddings must be one of none, word, all, not 'some'"
+    )
 
 
 @pytest.mark.gpu

@@ -60,9 +60,18 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
     `num_replicas`-th evaluation example (so every rank has work and none is seen twice).
     """
 
-    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0,
-                 bucket_batches: int = 50, drop_last: bool = False, num_replicas: int = 1, rank: int = 0,
-                 current_epoch: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        bucket_batches: int = 50,
+        drop_last: bool = False,
+        num_replicas: int = 1,
+        rank: int = 0,
+        current_epoch: Callable[[], int] | None = None,
+    ) -> None:
         self.lengths, self.batch_size, self.shuffle, self.seed = lengths, batch_size, shuffle, seed
         self.bucket_batches, self.drop_last = bucket_batches, drop_last
         self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
@@ -115,10 +124,21 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         return len(self._batches())
 
 
-def loader(dataset: TokenizedSplit, sampler: LengthBucketBatchSampler, pad_token_id: int,
-           pad_to_multiple_of: int = 8, num_workers: int = 0, seed: int = 0) -> DataLoader:
+def loader(
+    dataset: TokenizedSplit,
+    sampler: LengthBucketBatchSampler,
+    pad_token_id: int,
+    pad_to_multiple_of: int = 8,
+    num_workers: int = 0,
+    seed: int = 0,
+) -> DataLoader:
     """A DataLoader over `sampler`'s batches. It has its own generator: iterating must not draw from
     torch's global random state (dropout's)."""
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=PadCollator(pad_token_id, pad_to_multiple_of),
-                      num_workers=num_workers, persistent_workers=num_workers > 0,
-                      generator=torch.Generator().manual_seed(seed))
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=PadCollator(pad_token_id, pad_to_multiple_of),
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+    )

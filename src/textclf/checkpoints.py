@@ -55,7 +55,9 @@ class RandomStateCheckpoint(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.pending = state_dict
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self.pending is None:
             return
         torch.set_rng_state(self.pending["cpu"])
@@ -110,8 +112,11 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0] if "weights_only" not in str(error) else \
-            "it holds pickled objects that are not plain data (refused: loading them could run code)"
+        reason = (
+            str(error).strip().splitlines()[0]
+            if "weights_only" not in str(error)
+            else "it holds pickled objects that are not plain data (refused: loading them could run code)"
+        )
         raise CheckpointError(f"{path}: refused: {reason}") from None
     except Exception as error:  # the unpickler fails in many ways on a damaged file
         detail = str(error).strip().split(". ")[0] if str(error).strip() else type(error).__name__
@@ -130,8 +135,10 @@ def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
         return checkpoint
     hparams = checkpoint["hyper_parameters"]
     network = arguments_of(build_network, hparams) | {"num_labels": len(hparams["id2label"])}
-    state = {(f"net.{name}" if name.startswith(("encoder.", "head.")) else name): value
-             for name, value in checkpoint["state_dict"].items()}
+    state = {
+        (f"net.{name}" if name.startswith(("encoder.", "head.")) else name): value
+        for name, value in checkpoint["state_dict"].items()
+    }
     return checkpoint | {"network": network, "state_dict": state}
 
 
@@ -140,8 +147,9 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
     checkpoint = read_checkpoint(path, map_location)
     try:
         checkpoint = upgrade(checkpoint)
-        module = TextClassifier(build_network(**checkpoint["network"]),
-                                **arguments_of(TextClassifier, checkpoint["hyper_parameters"]))
+        module = TextClassifier(
+            build_network(**checkpoint["network"]), **arguments_of(TextClassifier, checkpoint["hyper_parameters"])
+        )
         module.on_load_checkpoint(checkpoint)
         module.load_state_dict(checkpoint["state_dict"])
     except (KeyError, TypeError) as error:

@@ -68,10 +68,17 @@ class TextClassificationDataModule(L.LightningDataModule):
     def read_splits(self) -> Splits:
         hp = self.hparams
         raw = self.source.read(train_required=self.labels is None)
-        return splits.prepare(raw, self.source, multi_label=hp.multi_label, label_delimiter=hp.label_delimiter,
-                              empty_texts=hp.empty_texts, val_fraction=hp.val_fraction,
-                              test_fraction=hp.test_fraction, split_seed=hp.split_seed,
-                              max_train_examples=hp.max_train_examples)
+        return splits.prepare(
+            raw,
+            self.source,
+            multi_label=hp.multi_label,
+            label_delimiter=hp.label_delimiter,
+            empty_texts=hp.empty_texts,
+            val_fraction=hp.val_fraction,
+            test_fraction=hp.test_fraction,
+            split_seed=hp.split_seed,
+            max_train_examples=hp.max_train_examples,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -84,8 +91,9 @@ class TextClassificationDataModule(L.LightningDataModule):
         else:
             self.labels.check(self.frames, self.source.where)
         for split, frame in self.frames.items():
-            input_ids, offsets = tokenize_cached(frame["text"], self.tokenizer, hp.max_length,
-                                                 hp.cache_dir, hp.truncation, f"tokenizing {split}")
+            input_ids, offsets = tokenize_cached(
+                frame["text"], self.tokenizer, hp.max_length, hp.cache_dir, hp.truncation, f"tokenizing {split}"
+            )
             self.datasets[split] = TokenizedSplit(input_ids, offsets, self.labels.encode(frame["label"]))
 
     def class_weights(self) -> list[float]:
@@ -95,16 +103,21 @@ class TextClassificationDataModule(L.LightningDataModule):
         """Length-bucketed batches of one split; shuffled (training) or sorted by length (evaluation)."""
         hp, trainer = self.hparams, self.trainer
         sampler = LengthBucketBatchSampler(
-            self.datasets[split].lengths, hp.batch_size if shuffle else hp.eval_batch_size,
-            shuffle=shuffle, seed=hp.seed, bucket_batches=hp.bucket_batches,
-            num_replicas=trainer.world_size if trainer else 1, rank=trainer.global_rank if trainer else 0,
+            self.datasets[split].lengths,
+            hp.batch_size if shuffle else hp.eval_batch_size,
+            shuffle=shuffle,
+            seed=hp.seed,
+            bucket_batches=hp.bucket_batches,
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
             current_epoch=(lambda: trainer.current_epoch) if shuffle and trainer else None,
         )
         if shuffle and self.resume_position is not None:  # set only when a checkpoint was loaded
             sampler.skip_once(*self.resume_position)
             self.resume_position = None
-        return batching.loader(self.datasets[split], sampler, self.tokenizer.pad_token_id, hp.pad_to_multiple_of,
-                               hp.num_workers, hp.seed)
+        return batching.loader(
+            self.datasets[split], sampler, self.tokenizer.pad_token_id, hp.pad_to_multiple_of, hp.num_workers, hp.seed
+        )
 
     def state_dict(self) -> dict[str, int]:
         """Where training is in its epoch, saved with every checkpoint: a resumed run skips the batches

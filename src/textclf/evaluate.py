@@ -35,12 +35,25 @@ from textclf.tokenization import tokenize_cached
 def read_split(data: DictConfig, split: str, labels: LabelSet) -> pd.DataFrame:
     """One split of a data config, prepared as for training (the same split of the same rows when the
     config matches), its labels checked against the checkpoint's."""
-    source = Source(data.source, data.get("train_file"), data.get("val_file"), data.get("test_file"),
-                    data.get("text_column", "text"), data.get("label_column", "label"))
-    frames = splits.prepare(source.read(train_required=False), source, multi_label=labels.multi_label,
-                            label_delimiter=data.label_delimiter, empty_texts=data.empty_texts,
-                            val_fraction=data.val_fraction, test_fraction=data.test_fraction,
-                            split_seed=data.split_seed, max_train_examples=data.max_train_examples)
+    source = Source(
+        data.source,
+        data.get("train_file"),
+        data.get("val_file"),
+        data.get("test_file"),
+        data.get("text_column", "text"),
+        data.get("label_column", "label"),
+    )
+    frames = splits.prepare(
+        source.read(train_required=False),
+        source,
+        multi_label=labels.multi_label,
+        label_delimiter=data.label_delimiter,
+        empty_texts=data.empty_texts,
+        val_fraction=data.val_fraction,
+        test_fraction=data.test_fraction,
+        split_seed=data.split_seed,
+        max_train_examples=data.max_train_examples,
+    )
     if split not in frames:
         raise DataError(f"split={split}: not in this data (it has {', '.join(frames)})")
     labels.check({split: frames[split]}, source.where)
@@ -63,8 +76,15 @@ def per_class_report(predicted: np.ndarray, targets: np.ndarray, names: list[str
     precision = true_positive / np.maximum(predicted.sum(0), 1)
     recall = true_positive / np.maximum(targets.sum(0), 1)
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    return pd.DataFrame({"label": names, "precision": precision.round(4), "recall": recall.round(4),
-                         "f1": f1.round(4), "support": targets.sum(0)})
+    return pd.DataFrame(
+        {
+            "label": names,
+            "precision": precision.round(4),
+            "recall": recall.round(4),
+            "f1": f1.round(4),
+            "support": targets.sum(0),
+        }
+    )
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -77,8 +97,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     names = list(model.id2label.values())
     labels = LabelSet(names, task.multi_label)
     frame = read_split(cfg.data, cfg.split, labels)
-    input_ids, offsets = tokenize_cached(frame["text"], predictor.tokenizer, predictor.max_length,
-                                         cfg.paths.cache_dir, predictor.truncation, f"tokenizing {cfg.split}")
+    input_ids, offsets = tokenize_cached(
+        frame["text"],
+        predictor.tokenizer,
+        predictor.max_length,
+        cfg.paths.cache_dir,
+        predictor.truncation,
+        f"tokenizing {cfg.split}",
+    )
     dataset = TokenizedSplit(input_ids, offsets, labels.encode(frame["label"]))
     sampler = LengthBucketBatchSampler(dataset.lengths, cfg.data.eval_batch_size, shuffle=False)
     loader = batching.loader(dataset, sampler, predictor.tokenizer.pad_token_id, cfg.data.pad_to_multiple_of)
@@ -92,12 +118,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     report = per_class_report(predicted, truth, names)
 
     wrong = np.flatnonzero((predicted != truth).any(1))
-    misclassified = pd.DataFrame({
-        "text": frame["text"].iloc[wrong].tolist(),
-        "true": ["|".join(np.array(names)[truth[i]]) for i in wrong],
-        "predicted": ["|".join(np.array(names)[predicted[i]]) for i in wrong],
-        "probability": [float(probabilities[i][predicted[i]].max()) if predicted[i].any() else 0.0 for i in wrong],
-    }).sort_values("probability", ascending=False)
+    misclassified = pd.DataFrame(
+        {
+            "text": frame["text"].iloc[wrong].tolist(),
+            "true": ["|".join(np.array(names)[truth[i]]) for i in wrong],
+            "predicted": ["|".join(np.array(names)[predicted[i]]) for i in wrong],
+            "probability": [float(probabilities[i][predicted[i]].max()) if predicted[i].any() else 0.0 for i in wrong],
+        }
+    ).sort_values("probability", ascending=False)
 
     write_atomically(output_dir / "per_class.csv", lambda path: report.to_csv(path, index=False))
     write_atomically(output_dir / "per_class.md", lambda path: path.write_text(report.to_markdown(index=False) + "\n"))
@@ -112,8 +140,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     for key, value in metrics.items():
         writer.add_scalar(key, value)
     writer.close()
-    write_json_atomically(output_dir / "metrics.json", {**metrics, "ckpt_path": str(cfg.ckpt_path),
-                                                         "split": cfg.split, "examples": len(dataset)})
+    write_json_atomically(
+        output_dir / "metrics.json",
+        {**metrics, "ckpt_path": str(cfg.ckpt_path), "split": cfg.split, "examples": len(dataset)},
+    )
     log.info(f"metrics: {json.dumps(metrics, indent=2)}\n{report.to_markdown(index=False)}")
     return metrics
 

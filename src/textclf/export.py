@@ -31,8 +31,12 @@ from textclf.files import os_error_reason
 from textclf.log import log
 from textclf.module import TextClassifier
 
-PROBE_TEXTS = ["a short one", "a somewhat longer text to check that padding and masks agree with each other",
-               "", "UPPER case, punctuation!? and numbers 1234"]
+PROBE_TEXTS = [
+    "a short one",
+    "a somewhat longer text to check that padding and masks agree with each other",
+    "",
+    "UPPER case, punctuation!? and numbers 1234",
+]
 TOLERANCE = 1e-4
 
 
@@ -55,8 +59,10 @@ def to_hf(model: TextClassifier, directory: Path) -> None:
     """A BertForSequenceClassification (or the encoder's own class) with the same weights."""
     net = model.net
     if net.pooling != "pooler" or "pooler" not in dict(net.encoder.named_children()):
-        raise CheckpointError(f"format=hf needs a model trained with model.net.pooling=pooler (this one: "
-                              f"{net.pooling}); Hugging Face's classification models pool that way. Use format=onnx")
+        raise CheckpointError(
+            f"format=hf needs a model trained with model.net.pooling=pooler (this one: "
+            f"{net.pooling}); Hugging Face's classification models pool that way. Use format=onnx"
+        )
     config = AutoConfig.for_model(**net.spec["encoder_config"])
     config.id2label = dict(model.id2label)
     config.label2id = {name: index for index, name in model.id2label.items()}
@@ -69,8 +75,10 @@ def to_hf(model: TextClassifier, directory: Path) -> None:
     missing, unexpected = exported.load_state_dict(state, strict=False)
     missing = [name for name in missing if not name.endswith("position_ids")]
     if missing or unexpected or not hasattr(exported, "classifier"):
-        raise CheckpointError(f"format=hf does not support {type(exported).__name__} "
-                              f"(missing {missing[:3]}, unexpected {unexpected[:3]}); use format=onnx")
+        raise CheckpointError(
+            f"format=hf does not support {type(exported).__name__} "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}); use format=onnx"
+        )
     batch = probe_batch(model.tokenizer)
     with torch.inference_mode():
         check_close(exported.eval()(**batch).logits, reference_logits(model, batch), "the Hugging Face export")
@@ -96,8 +104,13 @@ def to_onnx(model: TextClassifier, directory: Path, opset: int) -> None:
     path = directory / "model.onnx"
     sequence, batch_axis = torch.export.Dim("sequence", max=4096), torch.export.Dim("batch")
     torch.onnx.export(
-        LogitsOnly(model).eval(), (batch["input_ids"], batch["attention_mask"]), str(path), dynamo=True,
-        input_names=["input_ids", "attention_mask"], output_names=["logits"], opset_version=opset,
+        LogitsOnly(model).eval(),
+        (batch["input_ids"], batch["attention_mask"]),
+        str(path),
+        dynamo=True,
+        input_names=["input_ids", "attention_mask"],
+        output_names=["logits"],
+        opset_version=opset,
         dynamic_shapes={"input_ids": {0: batch_axis, 1: sequence}, "attention_mask": {0: batch_axis, 1: sequence}},
         external_data=False,
     )
@@ -105,7 +118,9 @@ def to_onnx(model: TextClassifier, directory: Path, opset: int) -> None:
     for texts in (PROBE_TEXTS, PROBE_TEXTS[:1]):  # other batch and sequence sizes than the traced ones
         inputs = dict(model.tokenizer(texts, padding=True, return_tensors="np", return_token_type_ids=False))
         (logits,) = session.run(["logits"], {name: value.astype(np.int64) for name, value in inputs.items()})
-        check_close(logits, reference_logits(model, {k: torch.from_numpy(v) for k, v in inputs.items()}), "the ONNX export")
+        check_close(
+            logits, reference_logits(model, {k: torch.from_numpy(v) for k, v in inputs.items()}), "the ONNX export"
+        )
     model.tokenizer.save_pretrained(directory)
 
 

@@ -41,9 +41,16 @@ class Predictor:
     `max_length` and `truncation` default to the values the checkpoint was trained with.
     """
 
-    def __init__(self, model: TextClassifier, batch_size: int = 64, max_length: int | None = None,
-                 truncation: str | None = None, precision: str = "auto", device: str = "auto",
-                 quantize: bool = False) -> None:
+    def __init__(
+        self,
+        model: TextClassifier,
+        batch_size: int = 64,
+        max_length: int | None = None,
+        truncation: str | None = None,
+        precision: str = "auto",
+        device: str = "auto",
+        quantize: bool = False,
+    ) -> None:
         if model.tokenizer is None:
             raise CheckpointError("this checkpoint carries no tokenizer (saved by another program?)")
         self.device = pick_device(device)
@@ -83,8 +90,11 @@ class Predictor:
     def logits(self, loader: DataLoader, total: int, show_progress: bool = False) -> np.ndarray:
         """Logits [examples, labels] in dataset order, whatever order the batches come in."""
         logits = np.zeros((total, len(self.id2label)), dtype=np.float32)
-        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype
+            else contextlib.nullcontext()
+        )
         with Progress(transient=True, disable=not show_progress) as progress, torch.inference_mode(), autocast:
             task = progress.add_task("predicting", total=total)
             for batch in loader:
@@ -99,7 +109,9 @@ class Predictor:
         while start < len(batch["input_ids"]):
             rows = slice(start, start + self.rows_per_forward)
             try:
-                logits = self.model(batch["input_ids"][rows].to(self.device), batch["attention_mask"][rows].to(self.device))
+                logits = self.model(
+                    batch["input_ids"][rows].to(self.device), batch["attention_mask"][rows].to(self.device)
+                )
             except RuntimeError as error:  # torch.OutOfMemoryError (CUDA) is a RuntimeError too
                 if not is_out_of_memory(error) or self.rows_per_forward == 1:
                     raise

@@ -41,7 +41,9 @@ class LabelSet:
         labels.check(splits, where, "the training split never has")
         return labels
 
-    def check(self, splits: Splits, where: Callable[[str], str], reference: str = "the checkpoint does not know") -> None:
+    def check(
+        self, splits: Splits, where: Callable[[str], str], reference: str = "the checkpoint does not know"
+    ) -> None:
         """Refuse labels outside the set, naming the split (its file) and the first such row."""
         known = set(self.names)
         for split, frame in splits.items():
@@ -49,8 +51,10 @@ class LabelSet:
             if unknown.any():
                 row = int(np.flatnonzero(unknown.to_numpy())[0])
                 name = next(n for n in frame["label"].iloc[row] if n not in known)
-                raise DataError(f"{where(split)}: row {row + 1} has label '{name}' that {reference} "
-                                f"({int(unknown.sum())} such rows)")
+                raise DataError(
+                    f"{where(split)}: row {row + 1} has label '{name}' that {reference} "
+                    f"({int(unknown.sum())} such rows)"
+                )
 
     def __len__(self) -> int:
         return len(self.names)

@@ -17,6 +17,8 @@ from textclf.network import ClassifierNetwork
 from textclf.tasks import make_task
 from textclf.tokenization import tokenizer_files, tokenizer_from_files
 
+# AdamW with its fused kernel: one pass over all parameters per step instead of one per tensor
+ADAMW = functools.partial(torch.optim.AdamW, fused=True)
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
 
@@ -39,7 +41,7 @@ class TextClassifier(L.LightningModule):
         lr: float = 1e-4,
         weight_decay: float = 0.01,
         warmup_fraction: float = 0.1,
-        optimizer: Callable[..., torch.optim.Optimizer] = functools.partial(torch.optim.AdamW, fused=True),
+        optimizer: Callable[..., torch.optim.Optimizer] = ADAMW,
         scheduler: Callable[..., Any] = get_linear_schedule_with_warmup,
         compile: bool = False,
         tokenizer: PreTrainedTokenizerBase | None = None,
@@ -98,7 +100,9 @@ class TextClassifier(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _ = self._step(batch)
         self.train_loss(loss.detach())
-        self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=len(batch["labels"]))
+        self.log(
+            "train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=len(batch["labels"])
+        )
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -124,8 +128,11 @@ class TextClassifier(L.LightningModule):
         self.log_dict(metrics, prog_bar=True)
         self.log("val/loss", self.val_loss.compute())
         self.val_loss.reset()
-        self.log("val/acc_best", self.val_acc_best.compute() if self.val_acc_best.update_called else metrics["val/acc"],
-                 prog_bar=True)
+        self.log(
+            "val/acc_best",
+            self.val_acc_best.compute() if self.val_acc_best.update_called else metrics["val/acc"],
+            prog_bar=True,
+        )
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._evaluation_step("test", batch)
@@ -144,11 +151,14 @@ class TextClassifier(L.LightningModule):
             if parameter.requires_grad:
                 (no_decay if name.endswith(NO_DECAY) else decay).append(parameter)
         optimizer = self.optimizer_factory(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay, "name": "decay"},
-             {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}],
+            [
+                {"params": decay, "weight_decay": self.hparams.weight_decay, "name": "decay"},
+                {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+            ],
             lr=self.hparams.lr,
         )
         total = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(optimizer, num_warmup_steps=int(self.hparams.warmup_fraction * total),
-                                           num_training_steps=total)
+        scheduler = self.scheduler_factory(
+            optimizer, num_warmup_steps=int(self.hparams.warmup_fraction * total), num_training_steps=total
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}

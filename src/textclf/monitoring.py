@@ -49,8 +49,15 @@ class ConfusionMatrixLogger(L.Callback):
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start(pl_module)
 
-    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                                batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         self._update(outputs, batch)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -59,8 +66,15 @@ class ConfusionMatrixLogger(L.Callback):
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start(pl_module)
 
-    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                          batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         self._update(outputs, batch)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -78,8 +92,15 @@ class TestReport(L.Callback):
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows = []
 
-    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                          batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if outputs is not None and not pl_module.task.multi_label:
             self.rows.append((batch["index"].cpu(), batch["labels"].cpu(), outputs.float().cpu()))
 
@@ -101,22 +122,32 @@ class TestReport(L.Callback):
         for writer in writers:
             if len(names) == 2:
                 writer.add_pr_curve("test/pr_curve", labels == 1, probabilities[:, 1], global_step=trainer.global_step)
-            writer.add_text("test/misclassified", self.misclassified_markdown(index, labels, probabilities, names, texts),
-                            global_step=trainer.global_step)
+            writer.add_text(
+                "test/misclassified",
+                self.misclassified_markdown(index, labels, probabilities, names, texts),
+                global_step=trainer.global_step,
+            )
 
-    def misclassified_markdown(self, index: torch.Tensor, labels: torch.Tensor, probabilities: torch.Tensor,
-                               names: dict[int, str], texts: Any) -> str:
+    def misclassified_markdown(
+        self, index: torch.Tensor, labels: torch.Tensor, probabilities: torch.Tensor, names: dict[int, str], texts: Any
+    ) -> str:
         """A Markdown table of the most confident mistakes."""
         predicted = probabilities.argmax(-1)
         wrong = torch.nonzero(predicted != labels).flatten()
         confidence = probabilities[wrong, predicted[wrong]]
         wrong = wrong[confidence.argsort(descending=True)][: self.max_examples]
-        lines = [f"{len(torch.nonzero(predicted != labels))} of {len(labels)} test examples misclassified; "
-                 f"the {len(wrong)} most confident mistakes:", "", "| true | predicted | probability | text |",
-                 "|---|---|---|---|"]
+        lines = [
+            f"{len(torch.nonzero(predicted != labels))} of {len(labels)} test examples misclassified; "
+            f"the {len(wrong)} most confident mistakes:",
+            "",
+            "| true | predicted | probability | text |",
+            "|---|---|---|---|",
+        ]
         for row in wrong.tolist():
             text = str(texts.iloc[int(index[row])]) if texts is not None else f"row {int(index[row])}"
             text = text[:300].replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {names[int(labels[row])]} | {names[int(predicted[row])]} | "
-                         f"{float(probabilities[row, predicted[row]]):.3f} | {text} |")
+            lines.append(
+                f"| {names[int(labels[row])]} | {names[int(predicted[row])]} | "
+                f"{float(probabilities[row, predicted[row]]):.3f} | {text} |"
+            )
         return "\n".join(lines)

@@ -28,8 +28,16 @@ class ClassifierNetwork(nn.Module):
     its weights), so a checkpoint alone rebuilds the network without a download.
     """
 
-    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str, dropout: float,
-                 attn_implementation: str, fast_dropout: bool, spec: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        num_labels: int,
+        pooling: str,
+        dropout: float,
+        attn_implementation: str,
+        fast_dropout: bool,
+        spec: dict[str, Any],
+    ) -> None:
         super().__init__()
         self.encoder, self.pooling = encoder, pooling
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.config.hidden_size, num_labels))
@@ -72,21 +80,31 @@ def build_network(
     with a head for `num_labels`, and the speed-ups that fit it. Defaults are those of
     `conf/model/default.yaml` (`model.net`)."""
     spec = dict(locals())  # the arguments, kept with the network to rebuild it
-    for key, value, allowed in (("pooling", pooling, POOLINGS),
-                                ("freeze_embeddings", freeze_embeddings, speedups.FROZEN_EMBEDDINGS)):
+    for key, value, allowed in (
+        ("pooling", pooling, POOLINGS),
+        ("freeze_embeddings", freeze_embeddings, speedups.FROZEN_EMBEDDINGS),
+    ):
         if value not in allowed:
             raise ValueError(f"model.net.{key} must be one of {', '.join(allowed)}, not '{value}'")
     attention = speedups.resolve_attention(attn_implementation, training=True)
     if encoder_config is None:  # a new model: pretrained weights
         location = resolve_pretrained(pretrained)
         config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
-        for key, value in (("attention_probs_dropout_prob", attention_dropout), ("hidden_dropout_prob", hidden_dropout)):
+        for key, value in (
+            ("attention_probs_dropout_prob", attention_dropout),
+            ("hidden_dropout_prob", hidden_dropout),
+        ):
             if value is not None and hasattr(config, key):
                 setattr(config, key, value)
         # read into memory, not memory-mapped: every trained weight is written at the first optimizer step,
         # and copy-on-write of a mapped file made that step slower (docs/pitfalls.md)
-        encoder = AutoModel.from_pretrained(location, config=config, attn_implementation=attention,
-                                            trust_remote_code=trust_remote_code, disable_mmap=True)
+        encoder = AutoModel.from_pretrained(
+            location,
+            config=config,
+            attn_implementation=attention,
+            trust_remote_code=trust_remote_code,
+            disable_mmap=True,
+        )
         encoder_config = encoder.config.to_dict()
     else:  # from a checkpoint: the architecture only; the weights come from the checkpoint
         encoder = AutoModel.from_config(AutoConfig.for_model(**encoder_config), attn_implementation=attention)
@@ -98,8 +116,20 @@ def build_network(
     # transformers 5 returns from_pretrained models in eval mode (dropout off) and Lightning 2.6 keeps each
     # submodule's mode: switch the encoder to train mode or it would fine-tune without dropout
     encoder.train()
-    applied = speedups.apply(encoder, reads_first_token_only=pooling != "mean", skip_unused_tokens=skip_unused_tokens,
-                             bf16_residual=bf16_residual, frozen_embeddings=freeze_embeddings)
+    applied = speedups.apply(
+        encoder,
+        reads_first_token_only=pooling != "mean",
+        skip_unused_tokens=skip_unused_tokens,
+        bf16_residual=bf16_residual,
+        frozen_embeddings=freeze_embeddings,
+    )
     log.info(f"speed-ups on the encoder: {', '.join(applied) or 'none'}")
-    return ClassifierNetwork(encoder, num_labels, pooling, dropout, attn_implementation, fast_dropout,
-                             spec | {"encoder_config": encoder_config})
+    return ClassifierNetwork(
+        encoder,
+        num_labels,
+        pooling,
+        dropout,
+        attn_implementation,
+        fast_dropout,
+        spec | {"encoder_config": encoder_config},
+    )

@@ -27,8 +27,15 @@ def confusion_figure(confusion: np.ndarray, names: list[str]) -> plt.Figure:
     if len(names) <= 25:
         for row in range(len(names)):
             for column in range(len(names)):
-                axes.text(column, row, str(confusion[row, column]), ha="center", va="center", fontsize=8,
-                          color="white" if shares[row, column] > 0.5 else "black")
+                axes.text(
+                    column,
+                    row,
+                    str(confusion[row, column]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if shares[row, column] > 0.5 else "black",
+                )
     figure.colorbar(image, ax=axes, fraction=0.046)
     figure.tight_layout()
     return figure

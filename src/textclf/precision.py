@@ -12,8 +12,10 @@ def resolve_precision(precision: str | int) -> str | int:
         return precision
     if torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    fast_bf16 = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() or getattr(
-        torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    fast_bf16 = (
+        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+        or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    )
     return "bf16-mixed" if fast_bf16 else "32-true"
 
 

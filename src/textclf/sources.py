@@ -116,8 +116,9 @@ def read_table(path: str | Path, text_column: str, label_column: str | None) -> 
         if suffix in {".csv", ".tsv", ".tab"}:
             # every cell as written: no number parsing ("007" stays "007"), no NA guessing ("NA" stays
             # "NA"), and a byte-order mark is not part of the first column's name
-            frame = pd.read_csv(path, sep="\t" if suffix != ".csv" else ",", dtype=str, keep_default_na=False,
-                                encoding="utf-8-sig")
+            frame = pd.read_csv(
+                path, sep="\t" if suffix != ".csv" else ",", dtype=str, keep_default_na=False, encoding="utf-8-sig"
+            )
         elif suffix in {".jsonl", ".json"}:
             frame = pd.read_json(path, lines=True, dtype=False)
         elif suffix == ".parquet":
@@ -160,7 +161,9 @@ class Source:
 
     def __post_init__(self) -> None:
         if self.name not in PACKAGED and self.name != "files":
-            raise DataError(f"data.source: unknown source '{self.name}' (choose one of {', '.join([*PACKAGED, 'files'])})")
+            raise DataError(
+                f"data.source: unknown source '{self.name}' (choose one of {', '.join([*PACKAGED, 'files'])})"
+            )
 
     def file(self, split: str) -> str | None:
         return getattr(self, f"{split}_file") if self.name == "files" else None
@@ -176,5 +179,8 @@ class Source:
             return PACKAGED[self.name]()
         if train_required and not self.train_file:
             raise DataError("data.train_file is required with data=files")
-        return {split: read_table(path, self.text_column, self.label_column)
-                for split in SPLITS if (path := self.file(split))}
+        return {
+            split: read_table(path, self.text_column, self.label_column)
+            for split in SPLITS
+            if (path := self.file(split))
+        }

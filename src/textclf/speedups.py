@@ -27,8 +27,9 @@ class FastDropout(nn.Module):
         count = x.numel()
         draws = torch.randint(-(2**63), 2**63 - 1, ((count + 3) // 4,), dtype=torch.int64, device=x.device)
         # the comparison writes the mask as 1.0 / 0.0 in x's dtype: a bool mask cast to bf16 took 5x longer
-        keep = torch.ge(draws.view(torch.int16)[:count].view(x.shape), round(self.p * 65536) - 32768,
-                        out=torch.empty_like(x))
+        keep = torch.ge(
+            draws.view(torch.int16)[:count].view(x.shape), round(self.p * 65536) - 32768, out=torch.empty_like(x)
+        )
         return x * keep * (1 / (1 - self.p))
 
     def extra_repr(self) -> str:
@@ -65,8 +66,9 @@ class FirstTokenLayer(nn.Module):
         super().__init__()
         self.attention, self.intermediate, self.output = layer.attention, layer.intermediate, layer.output
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args: Any,
-                **kwargs: Any) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
         attention = self.attention.self
         batch = hidden_states.shape[0]
         first = hidden_states[:, :1]
@@ -76,11 +78,16 @@ class FirstTokenLayer(nn.Module):
 
         if attention_mask is not None and attention_mask.dim() == 4:  # [batch, 1, queries or 1, keys]
             attention_mask = attention_mask[:, :, :1]  # the first query's row (flash attention's 2-D mask fits)
-        attend = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation,
-                                                       eager_attention_forward)
-        context, _ = attend(attention, heads(attention.query(first)), heads(attention.key(hidden_states)),
-                            heads(attention.value(hidden_states)), attention_mask,
-                            dropout=attention.dropout.p if attention.training else 0.0, scaling=attention.scaling)
+        attend = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager_attention_forward)
+        context, _ = attend(
+            attention,
+            heads(attention.query(first)),
+            heads(attention.key(hidden_states)),
+            heads(attention.value(hidden_states)),
+            attention_mask,
+            dropout=attention.dropout.p if attention.training else 0.0,
+            scaling=attention.scaling,
+        )
         attended = self.attention.output(context.reshape(batch, 1, -1), first)
         return self.output(self.intermediate(attended), attended)
 
@@ -108,13 +115,17 @@ def first_token_last_layer(encoder: nn.Module) -> bool:
     (BERT, RoBERTa, XLM-R, ELECTRA, MiniLM, ...); other architectures are left as they are."""
     config = encoder.config
     layers = getattr(getattr(encoder, "encoder", None), "layer", None)
-    if not isinstance(layers, nn.ModuleList) or config.is_decoder or \
-            getattr(config, "position_embedding_type", "absolute") != "absolute":
+    if (
+        not isinstance(layers, nn.ModuleList)
+        or config.is_decoder
+        or getattr(config, "position_embedding_type", "absolute") != "absolute"
+    ):
         return False
     last = layers[-1]
     attention = getattr(getattr(last, "attention", None), "self", None)
-    if not all(hasattr(attention, name) for name in ("query", "key", "value", "attention_head_size", "scaling")) \
-            or not all(hasattr(last, name) for name in ("intermediate", "output")):
+    if not all(
+        hasattr(attention, name) for name in ("query", "key", "value", "attention_head_size", "scaling")
+    ) or not all(hasattr(last, name) for name in ("intermediate", "output")):
         return False
     layers[-1] = FirstTokenLayer(last)
     return True
@@ -135,8 +146,14 @@ def freeze_embeddings(encoder: nn.Module, which: str) -> bool:
     return which != "none"
 
 
-def apply(encoder: nn.Module, *, reads_first_token_only: bool, skip_unused_tokens: bool, bf16_residual: bool,
-          frozen_embeddings: str) -> list[str]:
+def apply(
+    encoder: nn.Module,
+    *,
+    reads_first_token_only: bool,
+    skip_unused_tokens: bool,
+    bf16_residual: bool,
+    frozen_embeddings: str,
+) -> list[str]:
     """Put the chosen speed-ups on `encoder`, each where it fits; return the names of those applied.
     (Fast dropout is applied when training starts, on a CPU only: `use_fast_dropout`.)"""
     applied = []

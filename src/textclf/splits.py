@@ -33,13 +33,20 @@ def clean_split(frame: pd.DataFrame, where: str, empty_texts: str) -> pd.DataFra
     empty = text.isna() | (text.str.strip() == "")
     if empty.any():
         if empty_texts == "error":
-            raise DataError(f"{where}: row {int(np.flatnonzero(empty.to_numpy())[0]) + 1} has an empty text "
-                            f"({int(empty.sum())} such rows; set data.empty_texts=drop to drop them)")
+            raise DataError(
+                f"{where}: row {int(np.flatnonzero(empty.to_numpy())[0]) + 1} has an empty text "
+                f"({int(empty.sum())} such rows; set data.empty_texts=drop to drop them)"
+            )
         log.info(f"{where}: dropped {int(empty.sum())} of {len(frame)} rows with an empty text")
         frame, text = frame.loc[~empty], text.loc[~empty]
     if "label" in frame:
-        missing = frame["label"].map(lambda value: value is None or (isinstance(value, float) and np.isnan(value))
-                                     or (isinstance(value, str) and not value.strip()))
+        missing = frame["label"].map(
+            lambda value: (
+                value is None
+                or (isinstance(value, float) and np.isnan(value))
+                or (isinstance(value, str) and not value.strip())
+            )
+        )
         if missing.any():
             raise DataError(f"{where}: row {int(np.flatnonzero(missing.to_numpy())[0]) + 1} has no label")
     return frame.assign(text=text).reset_index(drop=True)
@@ -58,17 +65,29 @@ def split_off(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataF
     return frame.iloc[rest].reset_index(drop=True), frame.iloc[held_out].reset_index(drop=True)
 
 
-def prepare(raw: Splits, source: Source, *, multi_label: bool, label_delimiter: str | None, empty_texts: str,
-            val_fraction: float, test_fraction: float, split_seed: int,
-            max_train_examples: int | None) -> Splits:
+def prepare(
+    raw: Splits,
+    source: Source,
+    *,
+    multi_label: bool,
+    label_delimiter: str | None,
+    empty_texts: str,
+    val_fraction: float,
+    test_fraction: float,
+    split_seed: int,
+    max_train_examples: int | None,
+) -> Splits:
     """Cleaned splits with label tuples; val and test split off train where the source has none (from
     `split_seed`, so runs with different seeds are tested on the same rows)."""
     if empty_texts not in EMPTY_TEXTS:
         raise DataError(f"data.empty_texts must be one of {', '.join(EMPTY_TEXTS)}, not '{empty_texts}'")
     splits = {name: clean_split(frame, source.where(name), empty_texts) for name, frame in raw.items()}
-    splits = {name: frame.assign(label=[row_labels(value, label_delimiter) if multi_label else (str(value),)
-                                        for value in frame["label"]])
-              for name, frame in splits.items()}
+    splits = {
+        name: frame.assign(
+            label=[row_labels(value, label_delimiter) if multi_label else (str(value),) for value in frame["label"]]
+        )
+        for name, frame in splits.items()
+    }
     if "train" in splits:
         if "test" not in splits:
             splits["train"], splits["test"] = split_off(splits["train"], test_fraction, split_seed)

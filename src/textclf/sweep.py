@@ -72,8 +72,10 @@ def search_space(params: DictConfig | dict[str, str]) -> dict[str, Any]:
             else:
                 space[key] = FloatDistribution(float(sweep.start), float(sweep.end), log=log)
         else:
-            raise ValueError(f"hparams_search.params.{key}: '{expression}' is not a search space "
-                             "(use interval(a, b), tag(log, interval(a, b)), choice(x, y) or range(a, b, step))")
+            raise ValueError(
+                f"hparams_search.params.{key}: '{expression}' is not a search space "
+                "(use interval(a, b), tag(log, interval(a, b)), choice(x, y) or range(a, b, step))"
+            )
     return space
 
 
@@ -81,8 +83,12 @@ def run_trial(train_overrides: list[str], params: dict[str, Any], seed: int, run
     """One `textclf-train` run, in-process, in `run_dir`."""
     from textclf.train import train
 
-    overrides = [*train_overrides, *(f"{key}={value}" for key, value in params.items()), f"seed={seed}",
-                 f"paths.output_dir={run_dir}"]
+    overrides = [
+        *train_overrides,
+        *(f"{key}={value}" for key, value in params.items()),
+        f"seed={seed}",
+        f"paths.output_dir={run_dir}",
+    ]
     metrics, _ = train(hydra.compose("train", overrides=overrides))
     return metrics
 
@@ -123,12 +129,20 @@ def sweep(cfg: DictConfig, train_overrides: list[str]) -> dict[str, Any]:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     space = search_space(cfg.hparams_search.params)
     storage = settings.storage or f"sqlite:///{sweep_dir.resolve() / 'study.db'}"
-    write_json_atomically(sweep_dir / SWEEP_FILE, {"storage": storage, "study_name": settings.study_name,
-                                                   "metric": settings.metric, "direction": settings.direction,
-                                                   "train_overrides": train_overrides})
+    write_json_atomically(
+        sweep_dir / SWEEP_FILE,
+        {
+            "storage": storage,
+            "study_name": settings.study_name,
+            "metric": settings.metric,
+            "direction": settings.direction,
+            "train_overrides": train_overrides,
+        },
+    )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=settings.study_name, storage=storage, direction=settings.direction,
-                                load_if_exists=True)
+    study = optuna.create_study(
+        study_name=settings.study_name, storage=storage, direction=settings.direction, load_if_exists=True
+    )
     # seeded by the seed and the trials so far: a resumed sweep draws new settings, not the first ones again
     study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials))
     for trial in interrupted_trials(study):  # killed mid-trial: closed without an error, its settings run again
@@ -137,15 +151,22 @@ def sweep(cfg: DictConfig, train_overrides: list[str]) -> dict[str, Any]:
         log.info(f"trial {trial.number} was interrupted; its settings run again")
 
     def finished() -> int:  # trials that ran to an end: complete, or failed with an error of their own
-        return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-                   if t.state == TrialState.COMPLETE or "error" in t.user_attrs)
+        return sum(
+            1
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+            if t.state == TrialState.COMPLETE or "error" in t.user_attrs
+        )
 
     while finished() < settings.n_trials:
         trial = study.ask(space)
         seed = cfg.seed + trial.user_attrs.get("retry_of", trial.number)  # a rerun keeps its seed
         run_dir = sweep_dir / "trials" / f"{trial.number:03d}"
-        for key, value in {"host": socket.gethostname(), "pid": os.getpid(), "seed": seed,
-                           "run_dir": str(run_dir)}.items():
+        for key, value in {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "seed": seed,
+            "run_dir": str(run_dir),
+        }.items():
             trial.set_user_attr(key, value)
         log.info(f"trial {trial.number}: {json.dumps(trial.params)}")
         started = time.perf_counter()
@@ -166,8 +187,16 @@ def sweep(cfg: DictConfig, train_overrides: list[str]) -> dict[str, Any]:
 
     log.info("\n" + publish_summary(sweep_dir, study_rows(study, settings.metric)))
     best = study.best_trial if any(t.state == TrialState.COMPLETE for t in study.trials) else None
-    result = {"best_trial": best.number, settings.metric: best.value, "params": best.params,
-              "run_dir": best.user_attrs.get("run_dir")} if best else {"best_trial": None}
+    result = (
+        {
+            "best_trial": best.number,
+            settings.metric: best.value,
+            "params": best.params,
+            "run_dir": best.user_attrs.get("run_dir"),
+        }
+        if best
+        else {"best_trial": None}
+    )
     write_json_atomically(sweep_dir / "metrics.json", result)  # the sweep is finished
     return result
 
@@ -175,11 +204,19 @@ def sweep(cfg: DictConfig, train_overrides: list[str]) -> dict[str, Any]:
 def study_rows(study: Any, metric: str) -> pd.DataFrame:
     """One row per trial: number, status, metric, parameters, seed, seconds, run dir, error."""
     status = {"COMPLETE": "complete", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
-    rows = [{"trial": t.number, "status": status.get(t.state.name, t.state.name.lower()), metric: t.value, **t.params,
-             "seed": t.user_attrs.get("seed"), "seconds": t.user_attrs.get("seconds"),
-             "run_dir": t.user_attrs.get("run_dir"),
-             "error": t.user_attrs.get("error", "interrupted (run again)" if t.state.name == "FAIL" else "")}
-            for t in study.get_trials(deepcopy=False)]
+    rows = [
+        {
+            "trial": t.number,
+            "status": status.get(t.state.name, t.state.name.lower()),
+            metric: t.value,
+            **t.params,
+            "seed": t.user_attrs.get("seed"),
+            "seconds": t.user_attrs.get("seconds"),
+            "run_dir": t.user_attrs.get("run_dir"),
+            "error": t.user_attrs.get("error", "interrupted (run again)" if t.state.name == "FAIL" else ""),
+        }
+        for t in study.get_trials(deepcopy=False)
+    ]
     return best_first(pd.DataFrame(rows), metric, study.direction.name.lower() == "maximize")
 
 
@@ -194,8 +231,10 @@ def best_first(frame: pd.DataFrame, metric: str, maximize: bool) -> pd.DataFrame
 def multirun_rows(sweep_dir: Path) -> pd.DataFrame:
     """One row per job of a Hydra multirun (`textclf-train -m ...`): its overrides and its metric."""
     rows, metric = [], "val/acc_best"
-    for job in sorted((p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()),
-                      key=lambda p: (len(p.name), p.name)):
+    for job in sorted(
+        (p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()),
+        key=lambda p: (len(p.name), p.name),
+    ):
         config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text()) or {}
         metric = config.get("optimized_metric", metric)
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
@@ -203,8 +242,16 @@ def multirun_rows(sweep_dir: Path) -> pd.DataFrame:
         metrics_file, error_file = job / "metrics.json", job / ERROR_FILE
         metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
         error = error_file.read_text().strip() if error_file.is_file() else ("" if metrics else "no metrics.json")
-        rows.append({"trial": job.name, "status": "complete" if metrics else "failed", metric: metrics.get(metric),
-                     **params, "run_dir": str(job), "error": error})
+        rows.append(
+            {
+                "trial": job.name,
+                "status": "complete" if metrics else "failed",
+                metric: metrics.get(metric),
+                **params,
+                "run_dir": str(job),
+                "error": error,
+            }
+        )
     frame = pd.DataFrame(rows)
     if len(frame) > 1:  # the settings every job shares say nothing about the differences between jobs
         shared = [column for column in frame.columns[3:-2] if frame[column].nunique(dropna=False) == 1]

@@ -47,10 +47,20 @@ class SingleLabel:
         return labels
 
     def metrics(self, stage: str) -> MetricCollection:
-        kinds = {"acc": (MulticlassAccuracy, "micro"), "f1": (MulticlassF1Score, "macro"),
-                 "precision": (MulticlassPrecision, "macro"), "recall": (MulticlassRecall, "macro")}
-        return MetricCollection({name: kind(self.num_labels, average=average) for name, (kind, average) in kinds.items()
-                                 if stage == "test" or name not in TEST_ONLY}, prefix=f"{stage}/")
+        kinds = {
+            "acc": (MulticlassAccuracy, "micro"),
+            "f1": (MulticlassF1Score, "macro"),
+            "precision": (MulticlassPrecision, "macro"),
+            "recall": (MulticlassRecall, "macro"),
+        }
+        return MetricCollection(
+            {
+                name: kind(self.num_labels, average=average)
+                for name, (kind, average) in kinds.items()
+                if stage == "test" or name not in TEST_ONLY
+            },
+            prefix=f"{stage}/",
+        )
 
 
 class MultiLabel(SingleLabel):
@@ -77,12 +87,21 @@ class MultiLabel(SingleLabel):
         return labels.long()
 
     def metrics(self, stage: str) -> MetricCollection:
-        kinds = {"acc": (MultilabelAccuracy, "micro"), "f1": (MultilabelF1Score, "macro"),
-                 "f1_micro": (MultilabelF1Score, "micro"), "precision": (MultilabelPrecision, "macro"),
-                 "recall": (MultilabelRecall, "macro")}
-        return MetricCollection({name: kind(self.num_labels, threshold=self.threshold, average=average)
-                                 for name, (kind, average) in kinds.items() if stage == "test" or name not in TEST_ONLY},
-                                prefix=f"{stage}/")
+        kinds = {
+            "acc": (MultilabelAccuracy, "micro"),
+            "f1": (MultilabelF1Score, "macro"),
+            "f1_micro": (MultilabelF1Score, "micro"),
+            "precision": (MultilabelPrecision, "macro"),
+            "recall": (MultilabelRecall, "macro"),
+        }
+        return MetricCollection(
+            {
+                name: kind(self.num_labels, threshold=self.threshold, average=average)
+                for name, (kind, average) in kinds.items()
+                if stage == "test" or name not in TEST_ONLY
+            },
+            prefix=f"{stage}/",
+        )
 
 
 def make_task(num_labels: int, multi_label: bool, threshold: float, class_weights: list[float] | None) -> SingleLabel:

@@ -44,25 +44,34 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def encode(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int, truncation: str = "head") -> list[list[int]]:
+def encode(
+    texts: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int, truncation: str = "head"
+) -> list[list[int]]:
     """Token ids with special tokens, at most `max_length` of them. Long texts keep their beginning
     (`head`), their end (`tail`), or both: a quarter head and three quarters tail (`head_tail`, the best
     of Sun et al. 2019's recipes for long documents)."""
     if truncation != "head_tail":
         tokenizer.truncation_side = "left" if truncation == "tail" else "right"
-        return tokenizer(texts, truncation=True, max_length=max_length,
-                         return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-    full = tokenizer(texts, truncation=False, verbose=False, return_attention_mask=False,
-                     return_token_type_ids=False)["input_ids"]
+        return tokenizer(
+            texts, truncation=True, max_length=max_length, return_attention_mask=False, return_token_type_ids=False
+        )["input_ids"]
+    full = tokenizer(texts, truncation=False, verbose=False, return_attention_mask=False, return_token_type_ids=False)[
+        "input_ids"
+    ]
     suffix = tokenizer.num_special_tokens_to_add() - 1  # [CLS] in front, the rest ([SEP]) behind
     head = (max_length - suffix - 1) // 4
     tail = max_length - suffix - 1 - head
     return [ids if len(ids) <= max_length else ids[: 1 + head] + ids[len(ids) - suffix - tail :] for ids in full]
 
 
-def tokenize_cached(texts: pd.Series | list[str], tokenizer: PreTrainedTokenizerBase, max_length: int,
-                    cache_dir: str | Path | None, truncation: str = "head",
-                    description: str = "tokenizing") -> tuple[np.ndarray, np.ndarray]:
+def tokenize_cached(
+    texts: pd.Series | list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    cache_dir: str | Path | None,
+    truncation: str = "head",
+    description: str = "tokenizing",
+) -> tuple[np.ndarray, np.ndarray]:
     """Token ids (flat) and offsets for `texts`, from the disk cache when the same texts, tokenizer,
     `max_length` and truncation were tokenized before. The cache entry is written to a temporary folder
     and renamed, so a killed run never leaves half an entry. Texts become Python strings one chunk at a
@@ -71,8 +80,9 @@ def tokenize_cached(texts: pd.Series | list[str], tokenizer: PreTrainedTokenizer
     chunks = [texts.iloc[start : start + TOKENIZE_CHUNK] for start in range(0, len(texts), TOKENIZE_CHUNK)]
     entry = None
     if cache_dir:  # no cache (prediction): no key to compute
-        digest = hashlib.sha256(json.dumps([CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length,
-                                            truncation]).encode())
+        digest = hashlib.sha256(
+            json.dumps([CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length, truncation]).encode()
+        )
         for chunk in chunks:
             digest.update("\0".join(chunk.tolist()).encode("utf-8", "surrogatepass") + b"\1")
         entry = Path(cache_dir) / digest.hexdigest()[:32]

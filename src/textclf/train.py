@@ -38,8 +38,11 @@ def instantiate_group(group: DictConfig | None, **extra: dict[str, Any]) -> list
     arguments to the entry called `name`."""
     if not group:
         return []
-    return [instantiate(entry, **extra.get(name, {})) for name, entry in group.items()
-            if isinstance(entry, DictConfig) and "_target_" in entry]
+    return [
+        instantiate(entry, **extra.get(name, {}))
+        for name, entry in group.items()
+        if isinstance(entry, DictConfig) and "_target_" in entry
+    ]
 
 
 def scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
@@ -52,9 +55,12 @@ HPARAM_METRICS = ("val/acc_best", "test/acc", "test/f1")
 def log_hparams_with_metrics(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
     """TensorBoard's hparams tab: the settings a sweep varies, next to the run's final metrics (logged
     as hp/* so the metric curves keep one point per step)."""
-    settings = {f"{group}.{key}": value for group in ("model", "data", "trainer")
-                for key, value in OmegaConf.to_container(cfg[group], resolve=True).items()
-                if isinstance(value, (int, float, str, bool)) and not key.startswith("_")}
+    settings = {
+        f"{group}.{key}": value
+        for group in ("model", "data", "trainer")
+        for key, value in OmegaConf.to_container(cfg[group], resolve=True).items()
+        if isinstance(value, (int, float, str, bool)) and not key.startswith("_")
+    }
     settings["seed"] = cfg.seed
     final = {f"hp/{key.replace('/', '_')}": metrics[key] for key in HPARAM_METRICS if key in metrics}
     for logger in trainer.loggers:
@@ -77,23 +83,34 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         class_weights = datamodule.class_weights()
         log.info(f"class weights from the training label frequencies: {[round(w, 3) for w in class_weights]}")
     # the network is built for the label set; the tokenizer that tokenized the data travels in checkpoints
-    model = instantiate(cfg.model, net={"num_labels": len(datamodule.id2label)}, id2label=datamodule.id2label,
-                        class_weights=class_weights, tokenizer=datamodule.tokenizer)
+    model = instantiate(
+        cfg.model,
+        net={"num_labels": len(datamodule.id2label)},
+        id2label=datamodule.id2label,
+        class_weights=class_weights,
+        tokenizer=datamodule.tokenizer,
+    )
 
     resumed_step = 0
     if ckpt_path:
         resumed_step = checkpoint_step(Path(ckpt_path))
         removed = remove_partial_files(output_dir / "checkpoints")
-        log.info(f"resuming from {ckpt_path} at step {resumed_step}"
-                 + (f" (removed {len(removed)} partly written checkpoint)" if removed else ""))
+        log.info(
+            f"resuming from {ckpt_path} at step {resumed_step}"
+            + (f" (removed {len(removed)} partly written checkpoint)" if removed else "")
+        )
     # TensorBoard hides what the killed run logged after its checkpoint: no step appears twice
     loggers = instantiate_group(cfg.get("logger"), tensorboard={"purge_step": resumed_step} if resumed_step else {})
     callbacks = [*instantiate_group(cfg.get("callbacks")), RandomStateCheckpoint()]
     if not loggers:  # a learning-rate monitor has nowhere to write without a logger
         callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                     precision=resolve_precision(cfg.trainer.precision),
-                                     plugins=[AtomicCheckpointIO()])
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        precision=resolve_precision(cfg.trainer.precision),
+        plugins=[AtomicCheckpointIO()],
+    )
     # deterministic mode would also fill every new tensor with NaN (to expose reads of uninitialised
     # memory): a cost on every CPU training step (docs/pitfalls.md), and no part of making results repeatable
     torch.utils.deterministic.fill_uninitialized_memory = False
@@ -105,7 +122,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = scalars(trainer.callback_metrics, "val/")
     if "val/acc_best" not in metrics and model.val_acc_best.max_value.isfinite():  # resumed after the last
-        metrics["val/acc_best"] = float(model.val_acc_best.max_value)             # validation: no new one ran
+        metrics["val/acc_best"] = float(model.val_acc_best.max_value)  # validation: no new one ran
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
 
     if cfg.get("test"):

@@ -54,7 +54,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         super().__init__()
         check_truncation(truncation)
         self.save_hyperparameters(logger=False)
-        self.source = Source(source, train_file, val_file, test_file, text_column, label_column)
+        self.source = Source.from_settings(self.hparams)  # checks the name before any work
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.frames: Splits = {}
         self.datasets: dict[str, TokenizedSplit] = {}
@@ -65,27 +65,12 @@ class TextClassificationDataModule(L.LightningDataModule):
     def id2label(self) -> dict[int, str]:
         return self.labels.id2label if self.labels else {}
 
-    def read_splits(self) -> Splits:
-        hp = self.hparams
-        raw = self.source.read(train_required=self.labels is None)
-        return splits.prepare(
-            raw,
-            self.source,
-            multi_label=hp.multi_label,
-            label_delimiter=hp.label_delimiter,
-            empty_texts=hp.empty_texts,
-            val_fraction=hp.val_fraction,
-            test_fraction=hp.test_fraction,
-            split_seed=hp.split_seed,
-            max_train_examples=hp.max_train_examples,
-        )
-
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
         hp = self.hparams
         self.tokenizer = load_tokenizer(hp.tokenizer)
-        self.frames = self.read_splits()
+        self.source, self.frames = splits.read(hp, hp.multi_label, train_required=self.labels is None)
         if self.labels is None:
             self.labels = LabelSet.from_splits(self.frames, hp.multi_label, self.source.where)
         else:

@@ -28,32 +28,13 @@ from textclf.labels import LabelSet
 from textclf.log import log
 from textclf.plots import confusion_figure
 from textclf.precision import resolve_precision
-from textclf.sources import Source
 from textclf.tokenization import tokenize_cached
 
 
 def read_split(data: DictConfig, split: str, labels: LabelSet) -> pd.DataFrame:
     """One split of a data config, prepared as for training (the same split of the same rows when the
     config matches), its labels checked against the checkpoint's."""
-    source = Source(
-        data.source,
-        data.get("train_file"),
-        data.get("val_file"),
-        data.get("test_file"),
-        data.get("text_column", "text"),
-        data.get("label_column", "label"),
-    )
-    frames = splits.prepare(
-        source.read(train_required=False),
-        source,
-        multi_label=labels.multi_label,
-        label_delimiter=data.label_delimiter,
-        empty_texts=data.empty_texts,
-        val_fraction=data.val_fraction,
-        test_fraction=data.test_fraction,
-        split_seed=data.split_seed,
-        max_train_examples=data.max_train_examples,
-    )
+    source, frames = splits.read(data, labels.multi_label, train_required=False)
     if split not in frames:
         raise DataError(f"split={split}: not in this data (it has {', '.join(frames)})")
     labels.check({split: frames[split]}, source.where)

@@ -26,12 +26,20 @@ class ConfusionMatrixLogger(L.Callback):
     def __init__(self) -> None:
         self.confusion: MulticlassConfusionMatrix | None = None
 
-    def _start(self, pl_module: L.LightningModule) -> None:
+    def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.confusion = None
         if not pl_module.task.multi_label:
             self.confusion = MulticlassConfusionMatrix(len(pl_module.id2label)).to(pl_module.device)
 
-    def _update(self, outputs: Any, batch: dict[str, torch.Tensor]) -> None:
+    def _update(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if self.confusion is not None and outputs is not None:
             self.confusion.update(outputs.argmax(-1), batch["labels"])
 
@@ -46,36 +54,11 @@ class ConfusionMatrixLogger(L.Callback):
             figure = confusion_figure(matrix, list(pl_module.id2label.values()))
             writer.add_figure(f"{stage}/confusion_matrix", figure, global_step=trainer.global_step)
 
-    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start(pl_module)
-
-    def on_validation_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._update(outputs, batch)
+    on_validation_epoch_start = on_test_epoch_start = _start
+    on_validation_batch_end = on_test_batch_end = _update
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._draw("val", trainer, pl_module)
-
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start(pl_module)
-
-    def on_test_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._update(outputs, batch)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._draw("test", trainer, pl_module)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -164,6 +165,12 @@ class Source:
             raise DataError(
                 f"data.source: unknown source '{self.name}' (choose one of {', '.join([*PACKAGED, 'files'])})"
             )
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Source:
+        """The source a data config (or a data module's hyper-parameters) names."""
+        fields = ("train_file", "val_file", "test_file", "text_column", "label_column")
+        return cls(settings["source"], **{key: settings[key] for key in fields if settings.get(key) is not None})
 
     def file(self, split: str) -> str | None:
         return getattr(self, f"{split}_file") if self.name == "files" else None

@@ -6,6 +6,7 @@ tuple of label names (one name unless the data is multi-label).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -97,3 +98,12 @@ def prepare(
         if max_train_examples is not None:
             splits["train"] = splits["train"].iloc[:max_train_examples]
     return splits
+
+
+def read(settings: Mapping[str, Any], multi_label: bool, train_required: bool = True) -> tuple[Source, Splits]:
+    """The source and the prepared splits that data settings describe: a data config (`data.*`) or a
+    data module's hyper-parameters."""
+    source = Source.from_settings(settings)
+    raw = source.read(train_required)
+    options = ("label_delimiter", "empty_texts", "val_fraction", "test_fraction", "split_seed", "max_train_examples")
+    return source, prepare(raw, source, multi_label=multi_label, **{key: settings[key] for key in options})

@@ -22,6 +22,20 @@ from torchmetrics.classification import (
 TEST_ONLY = ("precision", "recall")
 
 
+def stage_metrics(
+    kinds: dict[str, tuple[type, str]], stage: str, num_labels: int, **options: float
+) -> MetricCollection:
+    """`{name: (metric class, average)}` as the metrics of one stage, named `stage/name`."""
+    return MetricCollection(
+        {
+            name: kind(num_labels, average=average, **options)
+            for name, (kind, average) in kinds.items()
+            if stage == "test" or name not in TEST_ONLY
+        },
+        prefix=f"{stage}/",
+    )
+
+
 class SingleLabel:
     """One class per text: softmax, cross-entropy (optionally class-weighted), accuracy and macro F1."""
 
@@ -53,14 +67,7 @@ class SingleLabel:
             "precision": (MulticlassPrecision, "macro"),
             "recall": (MulticlassRecall, "macro"),
         }
-        return MetricCollection(
-            {
-                name: kind(self.num_labels, average=average)
-                for name, (kind, average) in kinds.items()
-                if stage == "test" or name not in TEST_ONLY
-            },
-            prefix=f"{stage}/",
-        )
+        return stage_metrics(kinds, stage, self.num_labels)
 
 
 class MultiLabel(SingleLabel):
@@ -94,14 +101,7 @@ class MultiLabel(SingleLabel):
             "precision": (MultilabelPrecision, "macro"),
             "recall": (MultilabelRecall, "macro"),
         }
-        return MetricCollection(
-            {
-                name: kind(self.num_labels, threshold=self.threshold, average=average)
-                for name, (kind, average) in kinds.items()
-                if stage == "test" or name not in TEST_ONLY
-            },
-            prefix=f"{stage}/",
-        )
+        return stage_metrics(kinds, stage, self.num_labels, threshold=self.threshold)
 
 
 def make_task(num_labels: int, multi_label: bool, threshold: float, class_weights: list[float] | None) -> SingleLabel:

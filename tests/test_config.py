@@ -98,5 +98,5 @@ def test_a_redirected_run_prints_progress_lines_and_keeps_its_messages_in_train_
         r"\[textclf\] epoch 2/2 step 60/60: end of epoch, mean loss \d\.\d{4}, val/loss \d\.\d{4}, val/acc ", console
     )
     log = (run / "train.log").read_text()
-    for message in ('data: {"splits": {"train": 480', "speed-ups on the encoder", "epoch 2/2 step 60/60"):
+    for message in ('data: {"splits": {"train": 480', "bert with the native head; speed-ups:", "epoch 2/2 step 60/60"):
         assert message in log, message

@@ -146,7 +146,7 @@ def test_a_thousand_classes_train_and_predict(make_cfg, tmp_path: Path) -> None:
         "trainer.precision=32-true",
     )
     metrics, objects = train(cfg)
-    assert objects["model"].net.head[-1].out_features == 1000
+    assert objects["model"].net.model.classifier.out_features == 1000
     assert 0.0 <= metrics["test/acc"] <= 1.0
     predictor = Predictor(objects["model"], precision="32-true")
     assert predictor.predict_proba(["good film"]).shape == (1, 1000)

@@ -77,7 +77,7 @@ def test_dropout_settings_reach_the_encoder_and_null_keeps_its_own(tiny_model_di
 
     tuned = build_network(2, pretrained=str(tiny_model_dir), attention_dropout=0.05, hidden_dropout=0.2)
     assert rates(tuned) == (0.05, 0.2, 0.2, 0.2)
-    assert tuned.head[0].p == 0.1  # model.net.dropout is the head's own
+    assert tuned.model.dropout.p == 0.1  # model.net.dropout is the head's own (BERT: classifier_dropout)
     assert rates(build_network(2, pretrained=str(tiny_model_dir), attention_dropout=None)) == (0.1, 0.1, 0.1, 0.1)
     # a checkpoint rebuilds the encoder from its saved config: the same rates
     rebuilt = build_network(**{**tuned.spec, "pretrained": "unused"})

@@ -138,14 +138,14 @@ def test_a_failing_grid_job_is_recorded_and_the_others_run(quick_training, tmp_p
         "-m",
         *quick_training,
         f"hydra.sweep.dir={sweep_dir}",
-        "model.net.pooling=pooler,max,mean",
+        "model.net.head=pooler,max,mean",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    summary = pd.read_csv(sweep_dir / "summary.csv").set_index("model.net.pooling")
+    summary = pd.read_csv(sweep_dir / "summary.csv").set_index("model.net.head")
     assert summary.loc[["pooler", "mean"], "status"].eq("complete").all()
     assert summary.loc["max", "status"] == "failed"
-    assert summary.loc["max", "error"] == "model.net.pooling must be one of pooler, cls, mean, not 'max'"
+    assert summary.loc["max", "error"] == "model.net.head must be one of native, pooler, cls, mean, not 'max'"
 
 
 @pytest.mark.slow

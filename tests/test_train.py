@@ -251,7 +251,7 @@ def test_multi_label_data_trains_with_a_sigmoid_per_label(make_cfg, tmp_path: Pa
         "data.multi_label=true",
         "data.label_delimiter=|",
         "trainer.max_epochs=8",
-        "model.net.pooling=mean",
+        "model.net.head=mean",
     )
     metrics, objects = train(cfg)
     assert objects["datamodule"].id2label == {0: "acting", 1: "negative", 2: "plot", 3: "positive"}
@@ -328,13 +328,13 @@ def test_users_add_their_own_config_dir_through_the_search_path(make_cfg, toy_cs
 def test_a_bad_setting_ends_the_command_with_one_line_naming_the_key(make_cfg, toy_csv: Path, capsys) -> None:
     from textclf.cli import run_command
 
-    cfg = make_cfg(*toy_training(toy_csv), "model.net.pooling=max")
+    cfg = make_cfg(*toy_training(toy_csv), "model.net.head=max")
     with pytest.raises(SystemExit) as exit_info:
         run_command(train, cfg)
     assert exit_info.value.code == 2
     assert (
         capsys.readouterr().err.strip()
-        == "textclf: error: model.net.pooling must be one of pooler, cls, mean, not 'max'"
+        == "textclf: error: model.net.head must be one of native, pooler, cls, mean, not 'max'"
     )
     with pytest.raises(SystemExit):
         run_command(train, make_cfg(*toy_training(toy_csv), "model.net.freeze_embeddings=some"))

@@ -134,7 +134,8 @@ def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
     if "network" in checkpoint:
         return checkpoint
     hparams = checkpoint["hyper_parameters"]
-    network = arguments_of(build_network, hparams) | {"num_labels": len(hparams["id2label"])}
+    network = arguments_of(build_network, hparams) | {"num_labels": len(hparams["id2label"]),
+                                                      "head": hparams["pooling"], "model_config": hparams["encoder_config"]}
     state = {
         (f"net.{name}" if name.startswith(("encoder.", "head.")) else name): value
         for name, value in checkpoint["state_dict"].items()
@@ -151,7 +152,9 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
             build_network(**checkpoint["network"]), **arguments_of(TextClassifier, checkpoint["hyper_parameters"])
         )
         module.on_load_checkpoint(checkpoint)
-        module.load_state_dict(checkpoint["state_dict"])
+        loaded = module.load_state_dict(checkpoint["state_dict"], strict=module.strict_loading)
+        if loaded.unexpected_keys:
+            raise CheckpointError(f"{path}: holds weights this network does not have ({loaded.unexpected_keys[0]}, ...)")
     except (KeyError, TypeError) as error:
         raise CheckpointError(f"{path}: not a textclf checkpoint (missing {error})") from None
     return module.to(map_location).eval()

@@ -21,15 +21,18 @@ from torch import nn
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
+    PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
+from textclf import adapters
 from textclf.checkpoints import load_classifier
 from textclf.cli import command_main
 from textclf.errors import CheckpointError, OutputError
 from textclf.files import os_error_reason
 from textclf.log import log
 from textclf.module import TextClassifier
+from textclf.network import model_class
 
 PROBE_TEXTS = [
     "a short one",
@@ -55,33 +58,44 @@ def check_close(actual: torch.Tensor | np.ndarray, expected: torch.Tensor, what:
         raise RuntimeError(f"{what} differs from the checkpoint by {difference:.2e} (> {TOLERANCE}); nothing written")
 
 
-def to_hf(model: TextClassifier, directory: Path) -> None:
-    """A BertForSequenceClassification (or the encoder's own class) with the same weights."""
+def hf_model(model: TextClassifier) -> PreTrainedModel:
+    """The checkpoint's network as a plain `AutoModelForSequenceClassification` with the same weights:
+    the native head as it is (LoRA adapters merged into their weights), or the `pooler` head where the
+    architecture's own head is exactly pooler + dropout + linear (BERT)."""
     net = model.net
-    if net.pooling != "pooler" or "pooler" not in dict(net.encoder.named_children()):
-        raise CheckpointError(
-            f"format=hf needs a model trained with model.net.pooling=pooler (this one: "
-            f"{net.pooling}); Hugging Face's classification models pool that way. Use format=onnx"
-        )
-    config = AutoConfig.for_model(**net.spec["encoder_config"])
+    if net.head_kind == "native":
+        config = AutoConfig.for_model(**net.spec["model_config"])
+        state = adapters.merge_lora(net.model).state_dict()
+    elif net.head_kind == "pooler":
+        config = AutoConfig.for_model(**net.spec["model_config"])
+        config.classifier_dropout = net.spec["dropout"]
+        prefix = model_class(config, "native").base_model_prefix
+        state = {f"{prefix}.{name}": value for name, value in adapters.merge_lora(net.encoder).state_dict().items()}
+        state |= {"classifier.weight": net.head[1].weight, "classifier.bias": net.head[1].bias}
+    else:
+        raise CheckpointError(f"format=hf: the {net.head_kind} head has no Hugging Face model class (the native and "
+                              "pooler heads have); use format=onnx")
+    config.num_labels = len(model.id2label)
     config.id2label = dict(model.id2label)
     config.label2id = {name: index for index, name in model.id2label.items()}
     config.problem_type = "multi_label_classification" if model.task.multi_label else "single_label_classification"
-    config.classifier_dropout = net.spec["dropout"]
     exported = AutoModelForSequenceClassification.from_config(config)
-    prefix = exported.base_model_prefix
-    state = {f"{prefix}.{name}": value for name, value in net.encoder.state_dict().items()}
-    state |= {"classifier.weight": net.head[1].weight, "classifier.bias": net.head[1].bias}
     missing, unexpected = exported.load_state_dict(state, strict=False)
     missing = [name for name in missing if not name.endswith("position_ids")]
-    if missing or unexpected or not hasattr(exported, "classifier"):
-        raise CheckpointError(
-            f"format=hf does not support {type(exported).__name__} "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]}); use format=onnx"
-        )
+    if missing or unexpected:
+        raise CheckpointError(f"format=hf: {type(exported).__name__} does not take this network's weights "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]}); use format=onnx")
+    return exported.eval()
+
+
+def to_hf(model: TextClassifier, directory: Path) -> None:
+    """A Hugging Face model directory that `pipeline("text-classification")` loads, checked against the
+    checkpoint's own logits."""
     batch = probe_batch(model.tokenizer)
+    expected = reference_logits(model, batch)
+    exported = hf_model(model)
     with torch.inference_mode():
-        check_close(exported.eval()(**batch).logits, reference_logits(model, batch), "the Hugging Face export")
+        check_close(exported(**batch).logits, expected, "the Hugging Face export")
     exported.save_pretrained(directory)
     model.tokenizer.save_pretrained(directory)
 

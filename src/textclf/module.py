@@ -51,6 +51,8 @@ class TextClassifier(L.LightningModule):
         # the network's spec and the tokenizer travel in the checkpoint on their own (on_save_checkpoint)
         self.save_hyperparameters(ignore=["net", "tokenizer", "optimizer", "scheduler"])
         self.net, self.tokenizer = net, tokenizer
+        # a LoRA checkpoint holds only what was trained (on_save_checkpoint): the rest comes from `pretrained`
+        self.strict_loading = net.spec.get("peft") is None
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.task = make_task(len(id2label), multi_label, threshold, class_weights)
         self.loss = self.task.loss()
@@ -81,6 +83,10 @@ class TextClassifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["network"] = self.net.spec
+        if not self.strict_loading:  # LoRA: the trained weights only, not the frozen base
+            trained = {f"net.{name}" for name, parameter in self.net.named_parameters() if parameter.requires_grad}
+            checkpoint["state_dict"] = {key: value for key, value in checkpoint["state_dict"].items()
+                                        if not key.startswith("net.") or key in trained}
         if self.tokenizer is not None:
             checkpoint["tokenizer_files"] = tokenizer_files(self.tokenizer)
 

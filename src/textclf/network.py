@@ -1,58 +1,87 @@
-"""The classifier network: a Hugging Face encoder, a pooled representation and a dropout + linear head.
+"""The classifier network: input ids and attention mask in, logits out.
 
-A plain `nn.Module` (what `forward` computes and what exports export), built by one factory,
-`build_network`, which also applies the speed-ups. The LightningModule (`module.py`) receives it.
+By default it is the architecture's own `AutoModelForSequenceClassification` (head `native`: BERT's pooler,
+DistilBERT's pre-classifier, DeBERTa's context pooler, ...), the recipe users know from the Hugging Face
+Trainer, exported as it is. textclf's own heads put a pooled representation (`pooler`: the encoder's
+pooler over [CLS]; `cls`: the raw [CLS] state; `mean`: the mean token state) under dropout + linear.
+One factory, `build_network`, builds either, applies the speed-ups that fit the architecture, and the
+memory levers (LoRA, gradient checkpointing). The LightningModule (`module.py`) receives the network.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PreTrainedModel
+from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING, MODEL_MAPPING
 
-from textclf import speedups
+from textclf import adapters, speedups
 from textclf.log import log
 from textclf.pretrained import resolve_pretrained
 
-# pooler: the encoder's own pooler over [CLS] (BERT: dense + tanh), the classic BERT recipe and exactly
-# what AutoModelForSequenceClassification computes; cls: the raw [CLS] state; mean: the mean token state.
-POOLINGS = ("pooler", "cls", "mean")
+HEADS = ("native", "pooler", "cls", "mean")
+# the config keys through which architectures set their classification head's dropout
+HEAD_DROPOUT_KEYS = ("classifier_dropout", "seq_classif_dropout", "classifier_dropout_prob", "cls_dropout")
+# what the encoder's config calls its dropout on attention probabilities and on hidden states
+ENCODER_DROPOUT_KEYS = {"attention_dropout": "attention_probs_dropout_prob", "hidden_dropout": "hidden_dropout_prob"}
 
 
 class ClassifierNetwork(nn.Module):
-    """input ids and attention mask -> logits, one row per text.
+    """What every head shares: the attention implementation that is fastest for training or inference,
+    and `spec`, the arguments of `build_network` that rebuild the network (with the model's config
+    instead of its weights), so that a checkpoint alone rebuilds it without a download."""
 
-    `spec` holds the arguments of `build_network` that rebuild it (with the encoder's config instead of
-    its weights), so a checkpoint alone rebuilds the network without a download.
-    """
-
-    def __init__(
-        self,
-        encoder: nn.Module,
-        num_labels: int,
-        pooling: str,
-        dropout: float,
-        attn_implementation: str,
-        fast_dropout: bool,
-        spec: dict[str, Any],
-    ) -> None:
+    def __init__(self, head: str, attn_implementation: str, supports_sdpa: bool, fast_dropout: bool,
+                 spec: dict[str, Any]) -> None:
         super().__init__()
-        self.encoder, self.pooling = encoder, pooling
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.config.hidden_size, num_labels))
-        self.attn_implementation, self.fast_dropout, self.spec = attn_implementation, fast_dropout, spec
-        self.attention = speedups.resolve_attention(attn_implementation, training=True)
+        self.head_kind, self.attn_implementation, self.supports_sdpa = head, attn_implementation, supports_sdpa
+        self.fast_dropout, self.spec = fast_dropout, spec
+        self.attention = speedups.resolve_attention(attn_implementation, True, supports_sdpa)
+
+    encoder: PreTrainedModel  # the transformer without its head
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        attention = speedups.resolve_attention(self.attn_implementation, self.training)
+        attention = speedups.resolve_attention(self.attn_implementation, self.training, self.supports_sdpa)
         if attention != self.attention:  # the faster attention differs between training and inference
             self.encoder.set_attn_implementation(attention)
             self.attention = attention
+        return self.logits(input_ids, attention_mask)
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class NativeNetwork(ClassifierNetwork):
+    """The architecture's own sequence-classification model."""
+
+    def __init__(self, model: nn.Module, **options: Any) -> None:
+        super().__init__(**options)
+        self.model = model
+
+    @property
+    def encoder(self) -> PreTrainedModel:
+        return self.model.base_model
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+class PooledNetwork(ClassifierNetwork):
+    """An encoder, a pooled representation and a dropout + linear head."""
+
+    def __init__(self, encoder: PreTrainedModel, num_labels: int, dropout: float, **options: Any) -> None:
+        super().__init__(**options)
+        self.encoder = encoder
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.config.hidden_size, num_labels))
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        if self.pooling == "pooler":
+        if self.head_kind == "pooler":
             pooled = outputs.pooler_output
-        elif self.pooling == "cls":
+        elif self.head_kind == "cls":
             pooled = outputs.last_hidden_state[:, 0]
         else:
             hidden = outputs.last_hidden_state
@@ -61,11 +90,15 @@ class ClassifierNetwork(nn.Module):
         return self.head(pooled)
 
 
+def model_class(config: Any, head: str) -> type:
+    return (MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING if head == "native" else MODEL_MAPPING)[type(config)]
+
+
 def build_network(
     num_labels: int,
     pretrained: str = "all-MiniLM-L6-v2",
-    pooling: str = "pooler",
-    dropout: float = 0.1,
+    head: str = "native",
+    dropout: float | None = 0.1,
     attention_dropout: float | None = 0.0,
     hidden_dropout: float | None = None,
     freeze_embeddings: str = "all",
@@ -73,63 +106,68 @@ def build_network(
     skip_unused_tokens: bool = True,
     bf16_residual: bool = True,
     attn_implementation: str = "auto",
+    gradient_checkpointing: bool = False,
+    peft: str | None = None,
+    lora: Mapping[str, Any] = adapters.LORA_DEFAULTS,
     trust_remote_code: bool = False,
-    encoder_config: dict[str, Any] | None = None,
+    model_config: dict[str, Any] | None = None,
 ) -> ClassifierNetwork:
-    """The pretrained encoder (or, with `encoder_config`, its architecture only, for a checkpoint to fill)
-    with a head for `num_labels`, and the speed-ups that fit it. Defaults are those of
+    """The pretrained model with a head for `num_labels` (or, with `model_config`, the architecture only,
+    for a checkpoint to fill), with the speed-ups that fit it. Defaults are those of
     `conf/model/default.yaml` (`model.net`)."""
     spec = dict(locals())  # the arguments, kept with the network to rebuild it
-    for key, value, allowed in (
-        ("pooling", pooling, POOLINGS),
-        ("freeze_embeddings", freeze_embeddings, speedups.FROZEN_EMBEDDINGS),
-    ):
-        if value not in allowed:
-            raise ValueError(f"model.net.{key} must be one of {', '.join(allowed)}, not '{value}'")
-    attention = speedups.resolve_attention(attn_implementation, training=True)
-    if encoder_config is None:  # a new model: pretrained weights
-        location = resolve_pretrained(pretrained)
-        config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
-        for key, value in (
-            ("attention_probs_dropout_prob", attention_dropout),
-            ("hidden_dropout_prob", hidden_dropout),
-        ):
-            if value is not None and hasattr(config, key):
-                setattr(config, key, value)
-        # read into memory, not memory-mapped: every trained weight is written at the first optimizer step,
+    if head not in HEADS:
+        raise ValueError(f"model.net.head must be one of {', '.join(HEADS)}, not '{head}'")
+    if freeze_embeddings not in speedups.FROZEN_EMBEDDINGS:
+        raise ValueError(f"model.net.freeze_embeddings must be one of {', '.join(speedups.FROZEN_EMBEDDINGS)}, "
+                         f"not '{freeze_embeddings}'")
+    lora = adapters.lora_settings(peft, lora)
+    # a LoRA checkpoint holds only what was trained: the frozen base comes from `pretrained`
+    fresh = model_config is None or lora is not None
+    location = resolve_pretrained(pretrained) if fresh else None
+    if fresh:
+        config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code, num_labels=num_labels)
+        for setting, key in ENCODER_DROPOUT_KEYS.items():
+            if spec[setting] is not None and hasattr(config, key):
+                setattr(config, key, spec[setting])
+        for key in HEAD_DROPOUT_KEYS:
+            if head == "native" and dropout is not None and hasattr(config, key):
+                setattr(config, key, dropout)
+    else:
+        config = AutoConfig.for_model(**model_config)
+    supports_sdpa = getattr(model_class(config, head), "_supports_sdpa", False)
+    attention = speedups.resolve_attention(attn_implementation, True, supports_sdpa)
+    auto = AutoModelForSequenceClassification if head == "native" else AutoModel
+    if fresh:  # read into memory, not memory-mapped: the first optimizer step writes every trained weight,
         # and copy-on-write of a mapped file made that step slower (docs/pitfalls.md)
-        encoder = AutoModel.from_pretrained(
-            location,
-            config=config,
-            attn_implementation=attention,
-            trust_remote_code=trust_remote_code,
-            disable_mmap=True,
-        )
-        encoder_config = encoder.config.to_dict()
-    else:  # from a checkpoint: the architecture only; the weights come from the checkpoint
-        encoder = AutoModel.from_config(AutoConfig.for_model(**encoder_config), attn_implementation=attention)
-    has_pooler = getattr(encoder, "pooler", None) is not None
-    if pooling == "pooler" and not has_pooler:
-        raise ValueError(f"model.net.pooling=pooler: '{pretrained}' has no pooler; use cls or mean")
-    if pooling != "pooler" and has_pooler:
-        encoder.pooler = None  # unused by the head; unused parameters would break DDP
+        model = auto.from_pretrained(location, config=config, attn_implementation=attention,
+                                     trust_remote_code=trust_remote_code, disable_mmap=True)
+    else:
+        model = auto.from_config(config, attn_implementation=attention)
+    if head == "native":
+        encoder = model.base_model
+    else:
+        encoder = model
+        if head == "pooler" and getattr(encoder, "pooler", None) is None:
+            raise ValueError(f"model.net.head=pooler: '{pretrained}' has no pooler; use native, cls or mean")
+        if head != "pooler" and getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # unused by the head; unused parameters would break DDP
     # transformers 5 returns from_pretrained models in eval mode (dropout off) and Lightning 2.6 keeps each
-    # submodule's mode: switch the encoder to train mode or it would fine-tune without dropout
-    encoder.train()
-    applied = speedups.apply(
-        encoder,
-        reads_first_token_only=pooling != "mean",
-        skip_unused_tokens=skip_unused_tokens,
-        bf16_residual=bf16_residual,
-        frozen_embeddings=freeze_embeddings,
-    )
-    log.info(f"speed-ups on the encoder: {', '.join(applied) or 'none'}")
-    return ClassifierNetwork(
-        encoder,
-        num_labels,
-        pooling,
-        dropout,
-        attn_implementation,
-        fast_dropout,
-        spec | {"encoder_config": encoder_config},
-    )
+    # submodule's mode: switch to train mode or the model would fine-tune without dropout
+    model.train()
+    reads_first_token = head in ("pooler", "cls") or (head == "native" and speedups.native_head_reads_first_token(config))
+    applied = speedups.apply(encoder, reads_first_token_only=reads_first_token, skip_unused_tokens=skip_unused_tokens,
+                             bf16_residual=bf16_residual, frozen_embeddings=freeze_embeddings)
+    if gradient_checkpointing:
+        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        applied.append("gradient_checkpointing")
+    if lora is not None:  # the encoder frozen but for its adapters; the head trains in full
+        head_of_model = (lambda name: not name.startswith(f"{model.base_model_prefix}.")) if head == "native" else None
+        adapters.add_lora(model, lora, trains_in_full=head_of_model)
+        applied.append(f"lora(r={lora['r']})")
+    log.info(f"{config.model_type} with the {head} head; speed-ups: {', '.join(applied) or 'none'}")
+    options = {"head": head, "attn_implementation": attn_implementation, "supports_sdpa": supports_sdpa,
+               "fast_dropout": fast_dropout, "spec": spec | {"model_config": config.to_dict()}}
+    if head == "native":
+        return NativeNetwork(model, **options)
+    return PooledNetwork(model, num_labels, 0.1 if dropout is None else dropout, **options)

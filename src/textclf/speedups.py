@@ -45,12 +45,27 @@ def use_fast_dropout(module: nn.Module) -> None:
             use_fast_dropout(child)
 
 
-def resolve_attention(implementation: str, training: bool) -> str:
+def resolve_attention(implementation: str, training: bool, supports_sdpa: bool = True) -> str:
     """`auto`: PyTorch's SDPA, except for training on a CPU, where SDPA's kernels made a MiniLM training
-    step slower than the eager path; for inference on the CPU SDPA is the faster one (docs/performance.md)."""
+    step slower than the eager path (for inference on the CPU SDPA is the faster one: docs/performance.md),
+    and for architectures without an SDPA path (DeBERTa-v2, MPNet, ...), which run eager."""
     if implementation != "auto":
         return implementation
-    return "eager" if training and not torch.cuda.is_available() else "sdpa"
+    return "eager" if (training and not torch.cuda.is_available()) or not supports_sdpa else "sdpa"
+
+
+# Encoders whose layers are BERT's (self-attention with query/key/value, intermediate, output), with
+# absolute positions and an embedding block whose output starts the residual stream: the speed-ups that
+# rewrite layers or the residual stream are exact for these, as the tests check architecture by
+# architecture (tests/test_architectures.py); elsewhere they are skipped.
+BERT_STYLE = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra", "data2vec-text", "ernie"})
+# native classification heads that read the first token ([CLS], <s>) of the last layer and nothing else
+FIRST_TOKEN_HEADS = BERT_STYLE | {"distilbert", "deberta-v2", "albert", "mpnet", "mobilebert"}
+
+
+def native_head_reads_first_token(config: Any) -> bool:
+    """Whether the architecture's own classification head reads only the last layer's first token."""
+    return config.model_type in FIRST_TOKEN_HEADS
 
 
 class FirstTokenLayer(nn.Module):
@@ -97,7 +112,7 @@ def keep_residual_in_bf16(encoder: nn.Module) -> bool:
     attention mask that follow stay bf16 (weights stay fp32). Autocast alone leaves them fp32 and
     casts them again before every matrix product: a sixth of a CPU training step was such copies."""
     embeddings = getattr(encoder, "embeddings", None)
-    if not isinstance(embeddings, nn.Module):
+    if encoder.config.model_type not in BERT_STYLE or not isinstance(embeddings, nn.Module):
         return False
     embeddings.register_forward_hook(cast_output_to_bf16_under_autocast)
     return True
@@ -116,7 +131,8 @@ def first_token_last_layer(encoder: nn.Module) -> bool:
     config = encoder.config
     layers = getattr(getattr(encoder, "encoder", None), "layer", None)
     if (
-        not isinstance(layers, nn.ModuleList)
+        config.model_type not in BERT_STYLE
+        or not isinstance(layers, nn.ModuleList)
         or config.is_decoder
         or getattr(config, "position_embedding_type", "absolute") != "absolute"
     ):

@@ -196,3 +196,18 @@ def test_outputs_that_cannot_be_written_give_one_line_and_keep_the_old_file(tmp_
         write_predictions(str(output), ["bad"], ["neg"], np.ones((1, 1)), {0: "neg"})
     assert str(error.value) == f"{output}: cannot write the file: No space left on device (the previous one is kept)"
     assert output.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "predictions.csv"]
+
+
+def test_fitting_on_from_a_finished_run_trains_the_added_epochs(make_cfg, toy_csv: Path) -> None:
+    _, objects = train(make_cfg(*toy_training(toy_csv), "trainer.max_epochs=2", "callbacks.early_stopping=null"))
+    last = Path(objects["trainer"].checkpoint_callback.dirpath) / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 2 * STEPS_PER_EPOCH
+    _, objects = train(
+        make_cfg(
+            *toy_training(toy_csv),
+            "trainer.max_epochs=3",
+            "callbacks.early_stopping=null",
+            f"ckpt_path={last}",
+        )
+    )
+    assert objects["trainer"].global_step == 3 * STEPS_PER_EPOCH  # the third epoch trained, not skipped

@@ -38,8 +38,12 @@ def add_lora(model: nn.Module, settings: dict[str, Any], trains_in_full: Callabl
     except ImportError:
         raise ValueError("model.net.peft=lora needs the peft library: pip install 'textclf[lora]'") from None
 
-    config = LoraConfig(r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
-                        target_modules=settings["target_modules"])
+    config = LoraConfig(
+        r=settings["r"],
+        lora_alpha=settings["alpha"],
+        lora_dropout=settings["dropout"],
+        target_modules=settings["target_modules"],
+    )
     inject_adapter_in_model(config, model)
     for name, parameter in model.named_parameters():
         parameter.requires_grad_("lora_" in name or (trains_in_full is not None and trains_in_full(name)))

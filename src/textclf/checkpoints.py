@@ -130,12 +130,15 @@ def arguments_of(function: Any, settings: dict[str, Any]) -> dict[str, Any]:
 
 def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint of textclf 0.1.0, whose module held the encoder and head itself with every setting as a
-    hyper-parameter, in today's layout: the network's spec apart, its weights under `net.`."""
+    hyper-parameter, in the current layout: the network's spec apart, its weights under `net.`."""
     if "network" in checkpoint:
         return checkpoint
     hparams = checkpoint["hyper_parameters"]
-    network = arguments_of(build_network, hparams) | {"num_labels": len(hparams["id2label"]),
-                                                      "head": hparams["pooling"], "model_config": hparams["encoder_config"]}
+    network = arguments_of(build_network, hparams) | {
+        "num_labels": len(hparams["id2label"]),
+        "head": hparams["pooling"],
+        "model_config": hparams["encoder_config"],
+    }
     state = {
         (f"net.{name}" if name.startswith(("encoder.", "head.")) else name): value
         for name, value in checkpoint["state_dict"].items()
@@ -153,8 +156,17 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
         )
         module.on_load_checkpoint(checkpoint)
         loaded = module.load_state_dict(checkpoint["state_dict"], strict=module.strict_loading)
-        if loaded.unexpected_keys:
-            raise CheckpointError(f"{path}: holds weights this network does not have ({loaded.unexpected_keys[0]}, ...)")
     except (KeyError, TypeError) as error:
         raise CheckpointError(f"{path}: not a textclf checkpoint (missing {error})") from None
+    except RuntimeError as error:  # weights of another shape or name than the network it describes
+        raise CheckpointError(
+            f"{path}: its weights do not fit its network: {str(error).splitlines()[1].strip()[:200]}"
+        ) from None
+    except OSError as error:  # a LoRA checkpoint's base model, named by model.net.pretrained, cannot be read
+        raise CheckpointError(
+            f"{path}: its base model '{checkpoint['network'].get('pretrained')}' cannot be loaded "
+            f"({str(error).splitlines()[0][:200]})"
+        ) from None
+    if loaded.unexpected_keys:
+        raise CheckpointError(f"{path}: holds weights its network does not have ({loaded.unexpected_keys[0]}, ...)")
     return module.to(map_location).eval()

@@ -111,6 +111,8 @@ class TextClassificationDataModule(L.LightningDataModule):
         if trainer is None or trainer.state.fn != "fit":
             return {}
         done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= trainer.num_training_batches:  # a finished epoch: nothing of it to skip (Lightning may
+            done = 0  # draw the next epoch's loader before it counts the epoch as done)
         return {"epoch": trainer.current_epoch, "batches_done": done}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:

@@ -73,8 +73,10 @@ def hf_model(model: TextClassifier) -> PreTrainedModel:
         state = {f"{prefix}.{name}": value for name, value in adapters.merge_lora(net.encoder).state_dict().items()}
         state |= {"classifier.weight": net.head[1].weight, "classifier.bias": net.head[1].bias}
     else:
-        raise CheckpointError(f"format=hf: the {net.head_kind} head has no Hugging Face model class (the native and "
-                              "pooler heads have); use format=onnx")
+        raise CheckpointError(
+            f"format=hf: the {net.head_kind} head has no Hugging Face model class (the native and "
+            "pooler heads have); use format=onnx"
+        )
     config.num_labels = len(model.id2label)
     config.id2label = dict(model.id2label)
     config.label2id = {name: index for index, name in model.id2label.items()}
@@ -83,8 +85,10 @@ def hf_model(model: TextClassifier) -> PreTrainedModel:
     missing, unexpected = exported.load_state_dict(state, strict=False)
     missing = [name for name in missing if not name.endswith("position_ids")]
     if missing or unexpected:
-        raise CheckpointError(f"format=hf: {type(exported).__name__} does not take this network's weights "
-                              f"(missing {missing[:3]}, unexpected {unexpected[:3]}); use format=onnx")
+        raise CheckpointError(
+            f"format=hf: {type(exported).__name__} does not take this network's weights "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}); use format=onnx"
+        )
     return exported.eval()
 
 

@@ -85,8 +85,11 @@ class TextClassifier(L.LightningModule):
         checkpoint["network"] = self.net.spec
         if not self.strict_loading:  # LoRA: the trained weights only, not the frozen base
             trained = {f"net.{name}" for name, parameter in self.net.named_parameters() if parameter.requires_grad}
-            checkpoint["state_dict"] = {key: value for key, value in checkpoint["state_dict"].items()
-                                        if not key.startswith("net.") or key in trained}
+            checkpoint["state_dict"] = {
+                key: value
+                for key, value in checkpoint["state_dict"].items()
+                if not key.startswith("net.") or key in trained
+            }
         if self.tokenizer is not None:
             checkpoint["tokenizer_files"] = tokenizer_files(self.tokenizer)
 

@@ -34,8 +34,9 @@ class ClassifierNetwork(nn.Module):
     and `spec`, the arguments of `build_network` that rebuild the network (with the model's config
     instead of its weights), so that a checkpoint alone rebuilds it without a download."""
 
-    def __init__(self, head: str, attn_implementation: str, supports_sdpa: bool, fast_dropout: bool,
-                 spec: dict[str, Any]) -> None:
+    def __init__(
+        self, head: str, attn_implementation: str, supports_sdpa: bool, fast_dropout: bool, spec: dict[str, Any]
+    ) -> None:
         super().__init__()
         self.head_kind, self.attn_implementation, self.supports_sdpa = head, attn_implementation, supports_sdpa
         self.fast_dropout, self.spec = fast_dropout, spec
@@ -119,8 +120,10 @@ def build_network(
     if head not in HEADS:
         raise ValueError(f"model.net.head must be one of {', '.join(HEADS)}, not '{head}'")
     if freeze_embeddings not in speedups.FROZEN_EMBEDDINGS:
-        raise ValueError(f"model.net.freeze_embeddings must be one of {', '.join(speedups.FROZEN_EMBEDDINGS)}, "
-                         f"not '{freeze_embeddings}'")
+        raise ValueError(
+            f"model.net.freeze_embeddings must be one of {', '.join(speedups.FROZEN_EMBEDDINGS)}, "
+            f"not '{freeze_embeddings}'"
+        )
     lora = adapters.lora_settings(peft, lora)
     # a LoRA checkpoint holds only what was trained: the frozen base comes from `pretrained`
     fresh = model_config is None or lora is not None
@@ -140,8 +143,13 @@ def build_network(
     auto = AutoModelForSequenceClassification if head == "native" else AutoModel
     if fresh:  # read into memory, not memory-mapped: the first optimizer step writes every trained weight,
         # and copy-on-write of a mapped file made that step slower (docs/pitfalls.md)
-        model = auto.from_pretrained(location, config=config, attn_implementation=attention,
-                                     trust_remote_code=trust_remote_code, disable_mmap=True)
+        model = auto.from_pretrained(
+            location,
+            config=config,
+            attn_implementation=attention,
+            trust_remote_code=trust_remote_code,
+            disable_mmap=True,
+        )
     else:
         model = auto.from_config(config, attn_implementation=attention)
     if head == "native":
@@ -155,9 +163,16 @@ def build_network(
     # transformers 5 returns from_pretrained models in eval mode (dropout off) and Lightning 2.6 keeps each
     # submodule's mode: switch to train mode or the model would fine-tune without dropout
     model.train()
-    reads_first_token = head in ("pooler", "cls") or (head == "native" and speedups.native_head_reads_first_token(config))
-    applied = speedups.apply(encoder, reads_first_token_only=reads_first_token, skip_unused_tokens=skip_unused_tokens,
-                             bf16_residual=bf16_residual, frozen_embeddings=freeze_embeddings)
+    reads_first_token = head in ("pooler", "cls") or (
+        head == "native" and speedups.native_head_reads_first_token(config)
+    )
+    applied = speedups.apply(
+        encoder,
+        reads_first_token_only=reads_first_token,
+        skip_unused_tokens=skip_unused_tokens,
+        bf16_residual=bf16_residual,
+        frozen_embeddings=freeze_embeddings,
+    )
     if gradient_checkpointing:
         encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         applied.append("gradient_checkpointing")
@@ -166,8 +181,13 @@ def build_network(
         adapters.add_lora(model, lora, trains_in_full=head_of_model)
         applied.append(f"lora(r={lora['r']})")
     log.info(f"{config.model_type} with the {head} head; speed-ups: {', '.join(applied) or 'none'}")
-    options = {"head": head, "attn_implementation": attn_implementation, "supports_sdpa": supports_sdpa,
-               "fast_dropout": fast_dropout, "spec": spec | {"model_config": config.to_dict()}}
+    options = {
+        "head": head,
+        "attn_implementation": attn_implementation,
+        "supports_sdpa": supports_sdpa,
+        "fast_dropout": fast_dropout,
+        "spec": spec | {"model_config": config.to_dict()},
+    }
     if head == "native":
         return NativeNetwork(model, **options)
     return PooledNetwork(model, num_labels, 0.1 if dropout is None else dropout, **options)

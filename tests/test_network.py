@@ -114,3 +114,18 @@ def test_only_bert_style_encoders_get_a_first_token_last_layer() -> None:
     torch.testing.assert_close(roberta(input_ids=ids).pooler_output, before)
     distilbert = DistilBertModel(DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, vocab_size=50))
     assert not first_token_last_layer(distilbert)
+
+
+def test_a_new_head_gets_pytorch_initialisation_and_a_pretrained_head_is_kept(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from transformers import BertForSequenceClassification
+
+    fresh = build_network(2, pretrained=str(tiny_model_dir)).model.classifier.weight
+    bound = 1 / fresh.shape[1] ** 0.5  # nn.Linear's default: uniform within ±1/sqrt(fan_in)
+    assert fresh.abs().max() <= bound and fresh.std() > 0.5 * bound / 3**0.5  # not transformers' N(0, 0.02)
+    classifier = BertForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    torch.nn.init.constant_(classifier.classifier.weight, 0.25)
+    classifier.save_pretrained(tmp_path / "fine-tuned")
+    kept = build_network(2, pretrained=str(tmp_path / "fine-tuned")).model.classifier.weight
+    assert torch.equal(kept, torch.full_like(kept, 0.25))

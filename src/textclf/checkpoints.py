@@ -146,27 +146,33 @@ def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return checkpoint | {"network": network, "state_dict": state}
 
 
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> TextClassifier:
-    """The model a checkpoint holds, in eval mode, rebuilt from the checkpoint alone (no download)."""
+    """The model a checkpoint holds, in eval mode, rebuilt from the checkpoint alone (no download; a LoRA
+    checkpoint reads its frozen base from `model.net.pretrained`). Any failure is one line naming the file."""
     checkpoint = read_checkpoint(path, map_location)
     try:
         checkpoint = upgrade(checkpoint)
-        module = TextClassifier(
-            build_network(**checkpoint["network"]), **arguments_of(TextClassifier, checkpoint["hyper_parameters"])
-        )
-        module.on_load_checkpoint(checkpoint)
-        loaded = module.load_state_dict(checkpoint["state_dict"], strict=module.strict_loading)
+        network, hparams = checkpoint["network"], checkpoint["hyper_parameters"]
     except (KeyError, TypeError) as error:
         raise CheckpointError(f"{path}: not a textclf checkpoint (missing {error})") from None
+    try:
+        net = build_network(**network)
+    except (OSError, ValueError) as error:  # a LoRA checkpoint's base model cannot be read
+        raise CheckpointError(
+            f"{path}: its network cannot be built from '{network.get('pretrained')}' ({first_line(error)})"
+        ) from None
+    module = TextClassifier(net, **arguments_of(TextClassifier, hparams))
+    module.on_load_checkpoint(checkpoint)
+    try:
+        loaded = module.load_state_dict(checkpoint["state_dict"], strict=module.strict_loading)
     except RuntimeError as error:  # weights of another shape or name than the network it describes
-        raise CheckpointError(
-            f"{path}: its weights do not fit its network: {str(error).splitlines()[1].strip()[:200]}"
-        ) from None
-    except OSError as error:  # a LoRA checkpoint's base model, named by model.net.pretrained, cannot be read
-        raise CheckpointError(
-            f"{path}: its base model '{checkpoint['network'].get('pretrained')}' cannot be loaded "
-            f"({str(error).splitlines()[0][:200]})"
-        ) from None
+        details = str(error).strip().splitlines()
+        raise CheckpointError(f"{path}: its weights do not fit its network ({details[-1].strip()[:200]})") from None
     if loaded.unexpected_keys:
         raise CheckpointError(f"{path}: holds weights its network does not have ({loaded.unexpected_keys[0]}, ...)")
     return module.to(map_location).eval()

@@ -58,6 +58,17 @@ def check_close(actual: torch.Tensor | np.ndarray, expected: torch.Tensor, what:
         raise RuntimeError(f"{what} differs from the checkpoint by {difference:.2e} (> {TOLERANCE}); nothing written")
 
 
+def save_tokenizer(model: TextClassifier, directory: Path) -> None:
+    """The tokenizer, with the checkpoint's `max_length` as its `model_max_length` and its truncation side,
+    so that `pipeline(..., truncation=True)` cuts long texts where textclf did (`head_tail` has no
+    tokenizer setting: such texts are cut at the head)."""
+    tokenizer = model.tokenizer
+    if model.data_hparams.get("max_length"):
+        tokenizer.model_max_length = model.data_hparams["max_length"]
+    tokenizer.truncation_side = "left" if model.data_hparams.get("truncation") == "tail" else "right"
+    tokenizer.save_pretrained(directory)
+
+
 def hf_model(model: TextClassifier) -> PreTrainedModel:
     """The checkpoint's network as a plain `AutoModelForSequenceClassification` with the same weights:
     the native head as it is (LoRA adapters merged into their weights), or the `pooler` head where the
@@ -101,7 +112,7 @@ def to_hf(model: TextClassifier, directory: Path) -> None:
     with torch.inference_mode():
         check_close(exported(**batch).logits, expected, "the Hugging Face export")
     exported.save_pretrained(directory)
-    model.tokenizer.save_pretrained(directory)
+    save_tokenizer(model, directory)
 
 
 class LogitsOnly(nn.Module):
@@ -139,7 +150,7 @@ def to_onnx(model: TextClassifier, directory: Path, opset: int) -> None:
         check_close(
             logits, reference_logits(model, {k: torch.from_numpy(v) for k, v in inputs.items()}), "the ONNX export"
         )
-    model.tokenizer.save_pretrained(directory)
+    save_tokenizer(model, directory)
 
 
 def export(cfg: DictConfig) -> Path:

@@ -91,6 +91,50 @@ class PooledNetwork(ClassifierNetwork):
         return self.head(pooled)
 
 
+def set_dropout(
+    config: Any, head: str, dropout: float | None, attention_dropout: float | None, hidden_dropout: float | None
+) -> None:
+    """The dropout settings that are not null, on the config keys the architecture has for them."""
+    for value, key in (
+        (attention_dropout, ENCODER_DROPOUT_KEYS["attention_dropout"]),
+        (hidden_dropout, ENCODER_DROPOUT_KEYS["hidden_dropout"]),
+        *((dropout, key) for key in HEAD_DROPOUT_KEYS if head == "native"),
+    ):
+        if value is not None and hasattr(config, key):
+            setattr(config, key, value)
+
+
+def load_model(
+    config: Any, head: str, location: str | None, attention: str, trust_remote_code: bool
+) -> PreTrainedModel:
+    """The pretrained weights from `location`, or (None) the architecture alone for a checkpoint to fill:
+    the sequence-classification model for the native head, else the bare encoder."""
+    auto = AutoModelForSequenceClassification if head == "native" else AutoModel
+    if location is None:
+        return auto.from_config(config, attn_implementation=attention)
+    # read into memory, not memory-mapped: the first optimizer step writes every trained weight, and
+    # copy-on-write of a mapped file made that step slower (docs/pitfalls.md)
+    model, loading = auto.from_pretrained(
+        location,
+        config=config,
+        attn_implementation=attention,
+        trust_remote_code=trust_remote_code,
+        disable_mmap=True,
+        output_loading_info=True,
+    )
+    initialise_new_layers(model, loading["missing_keys"])
+    return model
+
+
+def initialise_new_layers(model: nn.Module, missing: set[str] | list[str]) -> None:
+    """The linear layers that the pretrained weights do not have (a new classification head) get PyTorch's
+    default initialisation instead of transformers' N(0, 0.02): in short fine-tuning runs the small head
+    learned markedly slower (docs/performance.md, "Heads"). A head that comes with the weights is kept."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and f"{name}.weight" in missing:
+            module.reset_parameters()
+
+
 def model_class(config: Any, head: str) -> type:
     return (MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING if head == "native" else MODEL_MAPPING)[type(config)]
 
@@ -126,32 +170,16 @@ def build_network(
         )
     lora = adapters.lora_settings(peft, lora)
     # a LoRA checkpoint holds only what was trained: the frozen base comes from `pretrained`
-    fresh = model_config is None or lora is not None
-    location = resolve_pretrained(pretrained) if fresh else None
-    if fresh:
-        config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code, num_labels=num_labels)
-        for setting, key in ENCODER_DROPOUT_KEYS.items():
-            if spec[setting] is not None and hasattr(config, key):
-                setattr(config, key, spec[setting])
-        for key in HEAD_DROPOUT_KEYS:
-            if head == "native" and dropout is not None and hasattr(config, key):
-                setattr(config, key, dropout)
-    else:
+    location = resolve_pretrained(pretrained) if model_config is None or lora is not None else None
+    if location is None:
         config = AutoConfig.for_model(**model_config)
-    supports_sdpa = getattr(model_class(config, head), "_supports_sdpa", False)
-    attention = speedups.resolve_attention(attn_implementation, True, supports_sdpa)
-    auto = AutoModelForSequenceClassification if head == "native" else AutoModel
-    if fresh:  # read into memory, not memory-mapped: the first optimizer step writes every trained weight,
-        # and copy-on-write of a mapped file made that step slower (docs/pitfalls.md)
-        model = auto.from_pretrained(
-            location,
-            config=config,
-            attn_implementation=attention,
-            trust_remote_code=trust_remote_code,
-            disable_mmap=True,
-        )
     else:
-        model = auto.from_config(config, attn_implementation=attention)
+        config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code, num_labels=num_labels)
+        set_dropout(config, head, dropout, attention_dropout, hidden_dropout)
+    supports_sdpa = getattr(model_class(config, head), "_supports_sdpa", False)
+    model = load_model(
+        config, head, location, speedups.resolve_attention(attn_implementation, True, supports_sdpa), trust_remote_code
+    )
     if head == "native":
         encoder = model.base_model
     else:

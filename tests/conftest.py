@@ -27,17 +27,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 POSITIVE = ["good", "great", "fine", "superb", "lovely", "brilliant"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "terrible", "boring"]
 FILLER = ["the", "movie", "film", "plot", "was", "a", "really", "story", "acting", "and", "it", "is", "quite", "very"]
+# a WordPiece vocabulary for the tiny random models: the special tokens, then every word of the toy reviews
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER, "##s", "!"]
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer BERT with a 40-word WordPiece vocabulary, saved like a hub model."""
     directory = tmp_path_factory.mktemp("tiny-bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER, "##s", "!"]
     # transformers 5 takes `vocab=` (a dict or a path); its old `vocab_file=` is ignored: every token [UNK]
-    BertTokenizer(vocab={word: index for index, word in enumerate(vocab)}).save_pretrained(directory)
+    BertTokenizer(vocab={word: index for index, word in enumerate(VOCAB)}).save_pretrained(directory)
     config = BertConfig(
-        vocab_size=len(vocab),
+        vocab_size=len(VOCAB),
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,

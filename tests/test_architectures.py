@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FILLER, NEGATIVE, POSITIVE, compose_cfg, toy_reviews, toy_training
+from conftest import VOCAB, compose_cfg, toy_reviews, toy_training
 from transformers import AutoConfig, AutoModel, BertTokenizer, pipeline
 
 from textclf.evaluate import evaluate
@@ -21,7 +21,6 @@ from textclf.inference import Predictor
 from textclf.network import build_network
 from textclf.train import train
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER, "##s", "!"]
 SMALL = {
     "hidden_size": 32,
     "num_hidden_layers": 2,

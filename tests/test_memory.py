@@ -124,3 +124,62 @@ def test_accumulated_batches_make_one_optimizer_step_and_the_schedule_counts_tho
     scheduler = trainer.lr_scheduler_configs[0].scheduler
     assert scheduler.last_epoch == trainer.global_step  # warm-up and decay over optimizer steps
     assert scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)  # the decay ends with the last step
+
+
+def test_lora_on_a_pooled_head_trains_and_its_checkpoint_quantizes_and_exports_to_onnx(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from conftest import compose_cfg
+
+    csv = tmp_path / "reviews.csv"
+    toy_reviews(600).to_csv(csv, index=False)
+    cfg = compose_cfg(
+        tmp_path / "run",
+        tiny_model_dir,
+        *toy_training(csv),
+        "memory=lora",
+        "model.lr=1e-2",
+        "model.net.head=cls",
+        "trainer.max_epochs=2",
+        "callbacks.early_stopping=null",
+    )
+    _, objects = train(cfg)
+    best = objects["trainer"].checkpoint_callback.best_model_path
+    texts = toy_reviews(30, seed=4)["text"].tolist()
+    expected = Predictor.from_checkpoint(best, precision="32-true").predict_proba(texts)
+    np.testing.assert_allclose(
+        Predictor(objects["model"], precision="32-true").predict_proba(texts), expected, atol=1e-5
+    )  # the adapters merged on loading compute what they did unmerged
+    quantized = Predictor.from_checkpoint(best, quantize=True).predict_proba(texts)
+    assert np.mean(quantized.argmax(1) == expected.argmax(1)) >= 0.9
+    onnx_dir = export(
+        compose_cfg(
+            tmp_path / "o", None, f"ckpt_path={best}", "format=onnx", f"output_dir={tmp_path / 'onnx'}", config="export"
+        )
+    )
+    assert (onnx_dir / "model.onnx").is_file()  # the export checks itself against PyTorch
+
+
+def test_a_frozen_layer_the_pretrained_weights_lack_trains_under_lora_and_is_kept(tmp_path: Path) -> None:
+    """A BERT saved without its pooler: under LoRA the new pooler trains in full, so checkpoints keep it."""
+    from conftest import VOCAB
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    directory = tmp_path / "no-pooler"
+    BertTokenizer(vocab={word: index for index, word in enumerate(VOCAB)}).save_pretrained(directory)
+    BertModel(
+        BertConfig(
+            vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+        ),
+        add_pooling_layer=False,
+    ).save_pretrained(directory)
+    net = build_network(2, pretrained=str(directory), peft="lora")
+    trained = {name for name, parameter in net.named_parameters() if parameter.requires_grad}
+    assert {"model.bert.pooler.dense.weight", "model.classifier.weight"} <= trained
+
+
+def test_explicit_class_weights_train_and_their_checkpoint_loads(make_cfg, toy_csv: Path) -> None:
+    _, objects = train(make_cfg(*toy_training(toy_csv), "trainer.max_epochs=1", "model.class_weights=[1.0,3.0]"))
+    assert objects["model"].loss.weight.tolist() == [1.0, 3.0]
+    last = Path(objects["trainer"].checkpoint_callback.dirpath) / "last.ckpt"
+    assert load_classifier(last).loss.weight.tolist() == [1.0, 3.0]

@@ -129,3 +129,39 @@ def test_a_new_head_gets_pytorch_initialisation_and_a_pretrained_head_is_kept(
     classifier.save_pretrained(tmp_path / "fine-tuned")
     kept = build_network(2, pretrained=str(tmp_path / "fine-tuned")).model.classifier.weight
     assert torch.equal(kept, torch.full_like(kept, 0.25))
+
+
+def test_a_pretrained_classifier_for_other_labels_gets_a_new_head(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from transformers import BertForSequenceClassification
+
+    BertForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2).save_pretrained(tmp_path / "two")
+    net = build_network(3, pretrained=str(tmp_path / "two"))
+    assert net.model.classifier.out_features == 3
+    assert net(torch.randint(5, 30, (2, 7)), torch.ones(2, 7, dtype=torch.long)).shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("model_type", "settings", "keys"),
+    [
+        (
+            "distilbert",
+            {"dim": 32, "n_layers": 1, "n_heads": 2, "hidden_dim": 64},
+            ("attention_dropout", "dropout", "seq_classif_dropout"),
+        ),
+        (
+            "deberta-v2",
+            {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
+            ("attention_probs_dropout_prob", "hidden_dropout_prob", "cls_dropout"),
+        ),
+    ],
+)
+def test_dropout_settings_reach_architectures_that_name_them_otherwise(
+    tmp_path: Path, model_type: str, settings: dict, keys: tuple
+) -> None:
+    from transformers import AutoConfig, AutoModel
+
+    AutoModel.from_config(AutoConfig.for_model(model_type, vocab_size=40, **settings)).save_pretrained(tmp_path)
+    config = build_network(
+        2, pretrained=str(tmp_path), attention_dropout=0.05, hidden_dropout=0.2, dropout=0.3
+    ).model.config
+    assert tuple(getattr(config, key) for key in keys) == (0.05, 0.2, 0.3)

@@ -211,3 +211,15 @@ def test_fitting_on_from_a_finished_run_trains_the_added_epochs(make_cfg, toy_cs
         )
     )
     assert objects["trainer"].global_step == 3 * STEPS_PER_EPOCH  # the third epoch trained, not skipped
+
+
+def test_fitting_on_from_a_missing_or_different_checkpoint_is_one_line(make_cfg, toy_csv: Path, capsys) -> None:
+    _, objects = train(make_cfg(*toy_training(toy_csv), "trainer.max_epochs=1"))
+    last = Path(objects["trainer"].checkpoint_callback.dirpath) / "last.ckpt"
+    for override, expected in (
+        (f"ckpt_path={last.parent / 'nope.ckpt'}", f"{last.parent / 'nope.ckpt'}: checkpoint not found"),
+        (f"ckpt_path={last}", f"{last}: holds a network with head native, this run builds one with mean"),
+    ):
+        with pytest.raises(SystemExit):
+            run_command(train, make_cfg(*toy_training(toy_csv), "model.net.head=mean", override))
+        assert capsys.readouterr().err.strip().splitlines()[-1] == f"textclf: error: {expected}"

@@ -30,9 +30,9 @@ def lora_settings(peft: str | None, lora: Mapping[str, Any]) -> dict[str, Any] |
     return LORA_DEFAULTS | dict(lora)
 
 
-def add_lora(model: nn.Module, settings: dict[str, Any], trains_in_full: Callable[[str], bool] | None = None) -> None:
+def add_lora(model: nn.Module, settings: dict[str, Any], trains_in_full: Callable[[str], bool]) -> list[str]:
     """Adapters on `model`'s target modules; every other weight frozen, except those `trains_in_full`
-    names (a native classification head)."""
+    names (a native classification head). Returns the names of the modules adapted."""
     try:
         from peft import LoraConfig, inject_adapter_in_model
     except ImportError:
@@ -46,7 +46,10 @@ def add_lora(model: nn.Module, settings: dict[str, Any], trains_in_full: Callabl
     )
     inject_adapter_in_model(config, model)
     for name, parameter in model.named_parameters():
-        parameter.requires_grad_("lora_" in name or (trains_in_full is not None and trains_in_full(name)))
+        parameter.requires_grad_("lora_" in name or trains_in_full(name))
+    from peft.tuners.lora import LoraLayer
+
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, LoraLayer)})
 
 
 def merge_lora(model: nn.Module) -> nn.Module:

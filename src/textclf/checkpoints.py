@@ -20,7 +20,8 @@ import lightning as L
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
-from textclf.errors import CheckpointError
+from textclf import adapters
+from textclf.errors import CheckpointError, first_line
 from textclf.files import write_atomically
 from textclf.module import TextClassifier
 from textclf.network import build_network
@@ -96,12 +97,29 @@ def resume_checkpoint(output_dir: Path, resume: str | None) -> Path | None:
     return None
 
 
-def checkpoint_step(path: Path) -> int:
-    """The global step a checkpoint was saved at (read without unpickling code)."""
-    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+def resume_step(path: Path, spec: dict[str, Any]) -> int:
+    """The global step of the checkpoint a run fits on from, once it is known to be readable and to hold the
+    network that `spec` (the run's `model.net`) builds; a one-line error otherwise."""
+    checkpoint = read_checkpoint(path, mmap=True)
+    if "network" not in checkpoint:
+        raise CheckpointError(
+            f"{path}: a checkpoint of textclf 0.1.0 cannot be fitted on from; evaluate, predict "
+            "or export it, or train anew"
+        )
+    saved = checkpoint["network"]
+    for key, value in (
+        ("head", saved.get("head")),
+        ("peft", saved.get("peft")),
+        ("num_labels", saved.get("num_labels")),
+        ("model_type", saved.get("model_config", {}).get("model_type")),
+    ):
+        wanted = spec["model_config"]["model_type"] if key == "model_type" else spec.get(key)
+        if value != wanted:
+            raise CheckpointError(f"{path}: holds a network with {key} {value}, this run builds one with {wanted}")
+    return int(checkpoint["global_step"])
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
     """A checkpoint's contents, loaded with `weights_only` (no pickled code runs), or a one-line error for
     a file that is missing, truncated, corrupted or unsafe."""
     path = Path(path)
@@ -110,7 +128,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not zipfile.is_zipfile(path):  # every checkpoint torch.save has written since PyTorch 1.6
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated, corrupted or not a PyTorch file)")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         reason = (
             str(error).strip().splitlines()[0]
@@ -146,11 +164,6 @@ def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return checkpoint | {"network": network, "state_dict": state}
 
 
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
-
-
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> TextClassifier:
     """The model a checkpoint holds, in eval mode, rebuilt from the checkpoint alone (no download; a LoRA
     checkpoint reads its frozen base from `model.net.pretrained`). Any failure is one line naming the file."""
@@ -175,4 +188,5 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: its weights do not fit its network ({details[-1].strip()[:200]})") from None
     if loaded.unexpected_keys:
         raise CheckpointError(f"{path}: holds weights its network does not have ({loaded.unexpected_keys[0]}, ...)")
+    adapters.merge_lora(module.net)  # inference needs no adapters of its own: faster, and quantizable
     return module.to(map_location).eval()

@@ -15,7 +15,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from textclf.checkpoints import run_dir
-from textclf.errors import TextclfError
+from textclf.errors import TextclfError, first_line
 from textclf.files import write_atomically
 
 CONFIG_MODULE = "textclf.conf"
@@ -69,8 +69,7 @@ def error_line(error: BaseException) -> str:
     if (known := user_error(error)) is not None:
         return str(known)
     cause = unwrap(error)
-    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+    return f"{type(cause).__name__}: {first_line(cause)}" if str(cause).strip() else type(cause).__name__
 
 
 def run_command(function: Callable[[DictConfig], Any], cfg: DictConfig, keep_going: bool = False) -> Any:

@@ -17,3 +17,13 @@ class CheckpointError(TextclfError):
 
 class OutputError(TextclfError):
     """A file or directory that cannot be written."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+class SettingError(TextclfError):
+    """A setting that cannot work here (checked outside Hydra's instantiation, which reports its own)."""

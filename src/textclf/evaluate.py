@@ -46,8 +46,8 @@ def metrics_of(model: Any, logits: np.ndarray, targets: np.ndarray) -> dict[str,
     logits_, targets_ = torch.from_numpy(logits), torch.from_numpy(targets)
     metrics = model.task.metrics("test")
     metrics.update(model.task.probabilities(logits_), model.task.metric_targets(targets_))
-    with torch.inference_mode():
-        loss = model.loss.to("cpu")(logits_, targets_)
+    with torch.inference_mode():  # a fresh fp32 loss: the model's own may have been cast to 16 bits
+        loss = model.task.loss()(logits_, targets_)
     return {key: float(value) for key, value in metrics.compute().items()} | {"test/loss": float(loss)}
 
 

@@ -28,7 +28,7 @@ from transformers import (
 from textclf import adapters
 from textclf.checkpoints import load_classifier
 from textclf.cli import command_main
-from textclf.errors import CheckpointError, OutputError
+from textclf.errors import CheckpointError, OutputError, SettingError
 from textclf.files import os_error_reason
 from textclf.log import log
 from textclf.module import TextClassifier
@@ -55,7 +55,9 @@ def reference_logits(model: TextClassifier, batch: dict[str, torch.Tensor]) -> t
 def check_close(actual: torch.Tensor | np.ndarray, expected: torch.Tensor, what: str) -> None:
     difference = float((torch.as_tensor(actual) - expected).abs().max())
     if difference > TOLERANCE:
-        raise RuntimeError(f"{what} differs from the checkpoint by {difference:.2e} (> {TOLERANCE}); nothing written")
+        raise CheckpointError(
+            f"{what} differs from the checkpoint by {difference:.2e} (> {TOLERANCE}); nothing written"
+        )
 
 
 def save_tokenizer(model: TextClassifier, directory: Path) -> None:
@@ -127,7 +129,10 @@ class LogitsOnly(nn.Module):
 
 
 def to_onnx(model: TextClassifier, directory: Path, opset: int) -> None:
-    import onnxruntime  # the `export` extra: pip install 'textclf[export]'
+    try:
+        import onnxruntime
+    except ImportError:
+        raise SettingError("format=onnx needs the export extra: pip install 'textclf[export]'") from None
 
     batch = probe_batch(model.tokenizer)
     path = directory / "model.onnx"

@@ -16,11 +16,13 @@ from torch.utils.data import DataLoader
 from textclf import batching
 from textclf.batching import LengthBucketBatchSampler, TokenizedSplit
 from textclf.checkpoints import load_classifier
-from textclf.errors import CheckpointError
+from textclf.errors import CheckpointError, SettingError
 from textclf.log import log
 from textclf.module import TextClassifier
 from textclf.precision import inference_precision
 from textclf.tokenization import check_truncation, tokenize_cached
+
+PRECISIONS = ("auto", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "32-true")
 
 
 def pick_device(device: str) -> torch.device:
@@ -60,6 +62,8 @@ class Predictor:
         self.max_length = max_length or model.data_hparams.get("max_length") or self.tokenizer.model_max_length
         self.truncation = truncation or model.data_hparams.get("truncation", "head")
         check_truncation(self.truncation)
+        if precision not in PRECISIONS:
+            raise SettingError(f"precision must be one of {', '.join(PRECISIONS)}, not '{precision}'")
         precision = inference_precision(precision)
         self.autocast_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(precision))
         if quantize:
@@ -71,7 +75,7 @@ class Predictor:
         """Dynamic int8 quantization of every Linear layer, for CPU inference (fp32 elsewhere). PyTorch
         marks `quantize_dynamic` deprecated (torchao succeeds it) but it still works in 2.13."""
         if self.device.type != "cpu":
-            raise ValueError("quantize=true is for CPU inference (device=cpu)")
+            raise SettingError("quantize=true is for CPU inference (device=cpu)")
         from torch.ao.quantization import quantize_dynamic
 
         with warnings.catch_warnings():

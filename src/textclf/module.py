@@ -47,7 +47,9 @@ class TextClassifier(L.LightningModule):
         tokenizer: PreTrainedTokenizerBase | None = None,
     ) -> None:
         super().__init__()
+        # plain Python values: checkpoints are read back with weights_only, which refuses OmegaConf objects
         id2label = {int(index): str(name) for index, name in id2label.items()}
+        class_weights = [float(weight) for weight in class_weights] if class_weights is not None else None
         # the network's spec and the tokenizer travel in the checkpoint on their own (on_save_checkpoint)
         self.save_hyperparameters(ignore=["net", "tokenizer", "optimizer", "scheduler"])
         self.net, self.tokenizer = net, tokenizer

@@ -23,10 +23,13 @@ from textclf.log import log
 from textclf.pretrained import resolve_pretrained
 
 HEADS = ("native", "pooler", "cls", "mean")
-# the config keys through which architectures set their classification head's dropout
-HEAD_DROPOUT_KEYS = ("classifier_dropout", "seq_classif_dropout", "classifier_dropout_prob", "cls_dropout")
-# what the encoder's config calls its dropout on attention probabilities and on hidden states
-ENCODER_DROPOUT_KEYS = {"attention_dropout": "attention_probs_dropout_prob", "hidden_dropout": "hidden_dropout_prob"}
+# the config keys through which architectures set their dropout: on attention probabilities, on hidden
+# states, and in their classification head (BERT's names first, then DistilBERT's, ALBERT's, ...)
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+HIDDEN_DROPOUT_KEYS = ("hidden_dropout_prob", "dropout")
+HEAD_DROPOUT_KEYS = ("classifier_dropout", "seq_classif_dropout", "classifier_dropout_prob")
+# architectures that read their head's dropout from a config key they do not declare
+UNDECLARED_HEAD_DROPOUT = {"deberta": "cls_dropout", "deberta-v2": "cls_dropout"}
 
 
 class ClassifierNetwork(nn.Module):
@@ -95,23 +98,27 @@ def set_dropout(
     config: Any, head: str, dropout: float | None, attention_dropout: float | None, hidden_dropout: float | None
 ) -> None:
     """The dropout settings that are not null, on the config keys the architecture has for them."""
-    for value, key in (
-        (attention_dropout, ENCODER_DROPOUT_KEYS["attention_dropout"]),
-        (hidden_dropout, ENCODER_DROPOUT_KEYS["hidden_dropout"]),
-        *((dropout, key) for key in HEAD_DROPOUT_KEYS if head == "native"),
+    for value, keys in (
+        (attention_dropout, ATTENTION_DROPOUT_KEYS),
+        (hidden_dropout, HIDDEN_DROPOUT_KEYS),
+        (dropout if head == "native" else None, HEAD_DROPOUT_KEYS),
     ):
-        if value is not None and hasattr(config, key):
+        key = next((key for key in keys if hasattr(config, key)), None)
+        if value is not None and key is not None:
             setattr(config, key, value)
+    if head == "native" and dropout is not None and config.model_type in UNDECLARED_HEAD_DROPOUT:
+        setattr(config, UNDECLARED_HEAD_DROPOUT[config.model_type], dropout)
 
 
 def load_model(
     config: Any, head: str, location: str | None, attention: str, trust_remote_code: bool
-) -> PreTrainedModel:
+) -> tuple[PreTrainedModel, set[str]]:
     """The pretrained weights from `location`, or (None) the architecture alone for a checkpoint to fill:
-    the sequence-classification model for the native head, else the bare encoder."""
+    the sequence-classification model for the native head, else the bare encoder. Also the names of the
+    weights that the pretrained ones did not provide (a new head, or one for another number of labels)."""
     auto = AutoModelForSequenceClassification if head == "native" else AutoModel
     if location is None:
-        return auto.from_config(config, attn_implementation=attention)
+        return auto.from_config(config, attn_implementation=attention), set()
     # read into memory, not memory-mapped: the first optimizer step writes every trained weight, and
     # copy-on-write of a mapped file made that step slower (docs/pitfalls.md)
     model, loading = auto.from_pretrained(
@@ -121,12 +128,14 @@ def load_model(
         trust_remote_code=trust_remote_code,
         disable_mmap=True,
         output_loading_info=True,
+        ignore_mismatched_sizes=True,  # a classifier pretrained for another number of labels gets a new head
     )
-    initialise_new_layers(model, loading["missing_keys"])
-    return model
+    new = set(loading["missing_keys"]) | {key for key, *_ in loading["mismatched_keys"]}
+    initialise_new_layers(model, new)
+    return model, new
 
 
-def initialise_new_layers(model: nn.Module, missing: set[str] | list[str]) -> None:
+def initialise_new_layers(model: nn.Module, missing: set[str]) -> None:
     """The linear layers that the pretrained weights do not have (a new classification head) get PyTorch's
     default initialisation instead of transformers' N(0, 0.02): in short fine-tuning runs the small head
     learned markedly slower (docs/performance.md, "Heads"). A head that comes with the weights is kept."""
@@ -135,8 +144,16 @@ def initialise_new_layers(model: nn.Module, missing: set[str] | list[str]) -> No
             module.reset_parameters()
 
 
-def model_class(config: Any, head: str) -> type:
-    return (MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING if head == "native" else MODEL_MAPPING)[type(config)]
+def model_class(config: Any, head: str) -> type | None:
+    """The transformers class of the network's model; None for code that comes with a hub model."""
+    found = (MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING if head == "native" else MODEL_MAPPING).get(type(config), None)
+    if found is None and not getattr(config, "auto_map", None):
+        kind = "sequence-classification model" if head == "native" else "model"
+        raise ValueError(
+            f"model.net.head={head}: transformers has no {kind} for '{config.model_type}'"
+            + ("; use cls or mean" if head == "native" else "")
+        )
+    return found
 
 
 def build_network(
@@ -160,6 +177,7 @@ def build_network(
     """The pretrained model with a head for `num_labels` (or, with `model_config`, the architecture only,
     for a checkpoint to fill), with the speed-ups that fit it. Defaults are those of
     `conf/model/default.yaml` (`model.net`)."""
+    pretrained = str(pretrained)  # a Path would not load from a checkpoint with weights_only
     spec = dict(locals())  # the arguments, kept with the network to rebuild it
     if head not in HEADS:
         raise ValueError(f"model.net.head must be one of {', '.join(HEADS)}, not '{head}'")
@@ -177,7 +195,7 @@ def build_network(
         config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code, num_labels=num_labels)
         set_dropout(config, head, dropout, attention_dropout, hidden_dropout)
     supports_sdpa = getattr(model_class(config, head), "_supports_sdpa", False)
-    model = load_model(
+    model, new_weights = load_model(
         config, head, location, speedups.resolve_attention(attn_implementation, True, supports_sdpa), trust_remote_code
     )
     if head == "native":
@@ -204,10 +222,16 @@ def build_network(
     if gradient_checkpointing:
         encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         applied.append("gradient_checkpointing")
-    if lora is not None:  # the encoder frozen but for its adapters; the head trains in full
-        head_of_model = (lambda name: not name.startswith(f"{model.base_model_prefix}.")) if head == "native" else None
-        adapters.add_lora(model, lora, trains_in_full=head_of_model)
-        applied.append(f"lora(r={lora['r']})")
+    if lora is not None:  # the encoder frozen but for its adapters; the native head, and any weights the
+        # pretrained ones lacked (so that checkpoints, which keep what trains, keep them), train in full
+        prefix = f"{model.base_model_prefix}."
+
+        def trains_in_full(name: str) -> bool:
+            return name in new_weights or (head == "native" and not name.startswith(prefix))
+
+        # the modules peft chose, kept: another peft version may choose others for the same architecture
+        spec["lora"] = lora | {"target_modules": adapters.add_lora(model, lora, trains_in_full)}
+        applied.append(f"lora(r={lora['r']}, {', '.join(spec['lora']['target_modules'])})")
     log.info(f"{config.model_type} with the {head} head; speed-ups: {', '.join(applied) or 'none'}")
     options = {
         "head": head,
@@ -218,4 +242,5 @@ def build_network(
     }
     if head == "native":
         return NativeNetwork(model, **options)
-    return PooledNetwork(model, num_labels, 0.1 if dropout is None else dropout, **options)
+    own_dropout = getattr(config, "hidden_dropout_prob", 0.1)
+    return PooledNetwork(model, num_labels, own_dropout if dropout is None else dropout, **options)

@@ -46,11 +46,13 @@ class ProgressLog(L.Callback):
         if not self.active:
             return
         self.samples += len(batch["labels"]) * trainer.world_size
-        self.loss_sum, self.batches = self.loss_sum + outputs["loss"].detach(), self.batches + 1
+        # Lightning hands over the loss divided by the batches accumulated into one optimizer step
+        loss = outputs["loss"].detach() * trainer.accumulate_grad_batches
+        self.loss_sum, self.batches = self.loss_sum + loss, self.batches + 1
         step = trainer.global_step  # optimizer steps: several batches make one under gradient accumulation
         if step % self.every_n_steps == 0 and step not in (0, self.reported):
             self.reported = step
-            self.report(trainer, f"loss {float(outputs['loss']):.4f}")
+            self.report(trainer, f"loss {float(loss):.4f}")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.active:

@@ -59,13 +59,13 @@ def resolve_attention(implementation: str, training: bool, supports_sdpa: bool =
 # rewrite layers or the residual stream are exact for these, as the tests check architecture by
 # architecture (tests/test_architectures.py); elsewhere they are skipped.
 BERT_STYLE = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra", "data2vec-text", "ernie"})
-# native classification heads that read the first token ([CLS], <s>) of the last layer and nothing else
-FIRST_TOKEN_HEADS = BERT_STYLE | {"distilbert", "deberta-v2", "albert", "mpnet", "mobilebert"}
 
 
 def native_head_reads_first_token(config: Any) -> bool:
-    """Whether the architecture's own classification head reads only the last layer's first token."""
-    return config.model_type in FIRST_TOKEN_HEADS
+    """Whether the architecture's own classification head reads only the last layer's first token ([CLS],
+    <s>): true of the BERT-style encoders (DistilBERT's, DeBERTa's and others' heads do too, but their
+    layers take no first-token speed-up, so they are not listed)."""
+    return config.model_type in BERT_STYLE
 
 
 class FirstTokenLayer(nn.Module):

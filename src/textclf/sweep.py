@@ -31,6 +31,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from textclf.cli import CONFIG_PATH, ERROR_FILE, error_line, run_command
+from textclf.errors import SettingError
 from textclf.files import write_atomically, write_json_atomically
 from textclf.log import log
 
@@ -72,7 +73,7 @@ def search_space(params: DictConfig | dict[str, str]) -> dict[str, Any]:
             else:
                 space[key] = FloatDistribution(float(sweep.start), float(sweep.end), log=log)
         else:
-            raise ValueError(
+            raise SettingError(
                 f"hparams_search.params.{key}: '{expression}' is not a search space "
                 "(use interval(a, b), tag(log, interval(a, b)), choice(x, y) or range(a, b, step))"
             )

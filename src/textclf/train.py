@@ -24,8 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from textclf.checkpoints import (
     AtomicCheckpointIO,
     RandomStateCheckpoint,
-    checkpoint_step,
     resume_checkpoint,
+    resume_step,
 )
 from textclf.cli import CONFIG_PATH, run_command
 from textclf.files import remove_partial_files, write_json_atomically
@@ -93,7 +93,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     resumed_step = 0
     if ckpt_path:
-        resumed_step = checkpoint_step(Path(ckpt_path))
+        resumed_step = resume_step(Path(ckpt_path), model.net.spec)
         removed = remove_partial_files(output_dir / "checkpoints")
         log.info(
             f"resuming from {ckpt_path} at step {resumed_step}"

@@ -62,6 +62,10 @@ ARCHITECTURES = {
         "bos_token_id": 2,
         "eos_token_id": 3,
     },
+    # the other BERT-style encoders that the layer and residual-stream speed-ups are put on
+    "camembert": SMALL | {"bos_token_id": 2, "eos_token_id": 3},
+    "data2vec-text": SMALL | {"bos_token_id": 2, "eos_token_id": 3},
+    "ernie": SMALL,
 }
 FAST = ("bert", "deberta-v2")
 PARAMS = [pytest.param(name, marks=() if name in FAST else pytest.mark.slow) for name in ARCHITECTURES]
@@ -81,7 +85,7 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def heads_of(architecture: str) -> list[str]:
     """textclf's pooler head exists only for encoders with a pooler."""
-    return ["native", "cls", "mean"] + (["pooler"] if architecture in ("bert", "albert") else [])
+    return ["native", "cls", "mean"] + (["pooler"] if architecture in ("bert", "albert", "ernie") else [])
 
 
 @pytest.mark.parametrize("architecture", PARAMS)

@@ -216,8 +216,10 @@ def test_fitting_on_from_a_finished_run_trains_the_added_epochs(make_cfg, toy_cs
 def test_fitting_on_from_a_missing_or_different_checkpoint_is_one_line(make_cfg, toy_csv: Path, capsys) -> None:
     _, objects = train(make_cfg(*toy_training(toy_csv), "trainer.max_epochs=1"))
     last = Path(objects["trainer"].checkpoint_callback.dirpath) / "last.ckpt"
+    best = Path(objects["trainer"].checkpoint_callback.best_model_path)
     for override, expected in (
         (f"ckpt_path={last.parent / 'nope.ckpt'}", f"{last.parent / 'nope.ckpt'}: checkpoint not found"),
+        (f"ckpt_path={best}", f"{best}: holds the weights only (a best checkpoint); fit on from last.ckpt"),
         (f"ckpt_path={last}", f"{last}: holds a network with head native, this run builds one with mean"),
     ):
         with pytest.raises(SystemExit):

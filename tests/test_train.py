@@ -64,6 +64,11 @@ def test_training_learns_and_writes_checkpoints_metrics_and_events(trained_toy) 
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["test/f1"] == pytest.approx(metrics["test/f1"])
     assert Path(saved["best_model_path"]).is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    best, last = (
+        torch.load(path, weights_only=True) for path in (saved["best_model_path"], run / "checkpoints" / "last.ckpt")
+    )
+    assert "optimizer_states" not in best and "optimizer_states" in last  # the best is for using, last for resuming
+    assert best["network"] == last["network"] and best["tokenizer_files"] == last["tokenizer_files"]
     for key in ("test/precision", "test/recall", "val/loss", "val/f1"):
         assert key in saved
 

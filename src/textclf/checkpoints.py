@@ -101,6 +101,8 @@ def resume_step(path: Path, spec: dict[str, Any]) -> int:
     """The global step of the checkpoint a run fits on from, once it is known to be readable and to hold the
     network that `spec` (the run's `model.net`) builds; a one-line error otherwise."""
     checkpoint = read_checkpoint(path, mmap=True)
+    if "optimizer_states" not in checkpoint:
+        raise CheckpointError(f"{path}: holds the weights only (a best checkpoint); fit on from last.ckpt")
     if "network" not in checkpoint:
         raise CheckpointError(
             f"{path}: a checkpoint of textclf 0.1.0 cannot be fitted on from; evaluate, predict "

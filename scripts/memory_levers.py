@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+from base_model import build_base_model
 
 SETTINGS = {
     "plain": {},
@@ -28,17 +29,6 @@ SETTINGS = {
     "lora": {"peft": "lora"},
     "lora+checkpointing": {"peft": "lora", "gradient_checkpointing": True},
 }
-
-
-def build_base_model(directory: Path) -> None:
-    """A randomly initialised BERT of bert-base's shape with the packaged MiniLM's tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from textclf.pretrained import resolve_pretrained
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained("all-MiniLM-L6-v2"))
-    tokenizer.save_pretrained(directory)
-    BertModel(BertConfig(vocab_size=tokenizer.vocab_size)).save_pretrained(directory)
 
 
 class StepTimer(L.Callback):

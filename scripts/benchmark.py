@@ -9,7 +9,8 @@ Each setting trains and predicts in a fresh subprocess (so peak RSS is its own) 
 samples/s, predict samples/s, peak RSS, test accuracy and the whole process's wall time; with --repeats,
 the median of each figure over rounds that run every setting once (so a slow spell of the machine hits
 all settings alike). The summary adds textclf/peer ratios (and each round's train ratio) and the share
-of the bf16 compute roof (measured in the same run) that training uses. Needs `accelerate` for the Trainer (`pip install accelerate`).
+of the bf16 compute roof (measured in the same run) that training uses. Needs `accelerate` for the
+Trainer (`pip install accelerate`).
 A benchmark, not a test: the numbers vary with the machine's load.
 """
 

@@ -313,18 +313,14 @@ def test_an_unknown_output_type_is_refused_before_any_work(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_ddp_sim_trains_over_two_processes_and_matches_a_single_process_evaluation(
-    tiny_model_dir: Path, tmp_path: Path
+    make_cfg, toy_csv: Path, tmp_path: Path
 ) -> None:
     from conftest import toy_training
 
     from textclf.train import train
 
-    csv = tmp_path / "reviews.csv"
-    toy_reviews(600).to_csv(csv, index=False)
-    cfg = compose_cfg(
-        tmp_path / "run",
-        tiny_model_dir,
-        *toy_training(csv),
+    cfg = make_cfg(
+        *toy_training(toy_csv),
         "trainer=ddp_sim",
         "trainer.max_epochs=6",
         "callbacks.early_stopping=null",
@@ -344,7 +340,7 @@ def test_ddp_sim_trains_over_two_processes_and_matches_a_single_process_evaluati
             None,
             f"ckpt_path={saved['best_model_path']}",
             "data=files",
-            f"data.train_file={csv}",
+            f"data.train_file={toy_csv}",
             "precision=32-true",
             config="eval",
         )

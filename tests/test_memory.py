@@ -127,16 +127,12 @@ def test_accumulated_batches_make_one_optimizer_step_and_the_schedule_counts_tho
 
 
 def test_lora_on_a_pooled_head_trains_and_its_checkpoint_quantizes_and_exports_to_onnx(
-    tiny_model_dir: Path, tmp_path: Path
+    make_cfg, toy_csv: Path, tmp_path: Path
 ) -> None:
     from conftest import compose_cfg
 
-    csv = tmp_path / "reviews.csv"
-    toy_reviews(600).to_csv(csv, index=False)
-    cfg = compose_cfg(
-        tmp_path / "run",
-        tiny_model_dir,
-        *toy_training(csv),
+    cfg = make_cfg(
+        *toy_training(toy_csv),
         "memory=lora",
         "model.lr=1e-2",
         "model.net.head=cls",

@@ -97,6 +97,16 @@ def resume_checkpoint(output_dir: Path, resume: str | None) -> Path | None:
     return None
 
 
+def network_identity(spec: dict[str, Any]) -> dict[str, Any]:
+    """What a network's spec must share with another for one's weights and optimizer state to fit the other."""
+    return {
+        "head": spec.get("head"),
+        "peft": spec.get("peft"),
+        "num_labels": spec.get("num_labels"),
+        "model_type": spec.get("model_config", {}).get("model_type"),
+    }
+
+
 def resume_step(path: Path, spec: dict[str, Any]) -> int:
     """The global step of the checkpoint a run fits on from, once it is known to be readable and to hold the
     network that `spec` (the run's `model.net`) builds; a one-line error otherwise."""
@@ -108,16 +118,12 @@ def resume_step(path: Path, spec: dict[str, Any]) -> int:
             f"{path}: a checkpoint of textclf 0.1.0 cannot be fitted on from; evaluate, predict "
             "or export it, or train anew"
         )
-    saved = checkpoint["network"]
-    for key, value in (
-        ("head", saved.get("head")),
-        ("peft", saved.get("peft")),
-        ("num_labels", saved.get("num_labels")),
-        ("model_type", saved.get("model_config", {}).get("model_type")),
-    ):
-        wanted = spec["model_config"]["model_type"] if key == "model_type" else spec.get(key)
-        if value != wanted:
-            raise CheckpointError(f"{path}: holds a network with {key} {value}, this run builds one with {wanted}")
+    saved, wanted = network_identity(checkpoint["network"]), network_identity(spec)
+    for key in saved:
+        if saved[key] != wanted[key]:
+            raise CheckpointError(
+                f"{path}: holds a network with {key} {saved[key]}, this run builds one with {wanted[key]}"
+            )
     return int(checkpoint["global_step"])
 
 

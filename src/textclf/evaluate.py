@@ -18,8 +18,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
-from textclf import batching, splits
-from textclf.batching import LengthBucketBatchSampler, TokenizedSplit
+from textclf import splits
 from textclf.cli import command_main
 from textclf.errors import DataError
 from textclf.files import write_atomically, write_json_atomically
@@ -28,7 +27,6 @@ from textclf.labels import LabelSet
 from textclf.log import log
 from textclf.plots import confusion_figure
 from textclf.precision import resolve_precision
-from textclf.tokenization import tokenize_cached
 
 
 def read_split(data: DictConfig, split: str, labels: LabelSet) -> pd.DataFrame:
@@ -78,20 +76,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     names = list(model.id2label.values())
     labels = LabelSet(names, task.multi_label)
     frame = read_split(cfg.data, cfg.split, labels)
-    input_ids, offsets = tokenize_cached(
+    logits = predictor.text_logits(
         frame["text"],
-        predictor.tokenizer,
-        predictor.max_length,
-        cfg.paths.cache_dir,
-        predictor.truncation,
-        f"tokenizing {cfg.split}",
+        show_progress=len(frame) >= 2_000,
+        cache_dir=cfg.paths.cache_dir,
+        batch_size=cfg.data.eval_batch_size,
+        pad_to_multiple_of=cfg.data.pad_to_multiple_of,
     )
-    dataset = TokenizedSplit(input_ids, offsets, labels.encode(frame["label"]))
-    sampler = LengthBucketBatchSampler(dataset.lengths, cfg.data.eval_batch_size, shuffle=False)
-    loader = batching.loader(dataset, sampler, predictor.tokenizer.pad_token_id, cfg.data.pad_to_multiple_of)
-    logits = predictor.logits(loader, len(dataset), show_progress=len(dataset) >= 2_000)
 
-    targets = dataset.labels
+    targets = labels.encode(frame["label"])
     metrics = metrics_of(model, logits, targets)
     probabilities = predictor.probabilities(logits)
     predicted = task.decisions(torch.from_numpy(probabilities)).numpy()
@@ -123,7 +116,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     writer.close()
     write_json_atomically(
         output_dir / "metrics.json",
-        {**metrics, "ckpt_path": str(cfg.ckpt_path), "split": cfg.split, "examples": len(dataset)},
+        {**metrics, "ckpt_path": str(cfg.ckpt_path), "split": cfg.split, "examples": len(frame)},
     )
     log.info(f"metrics: {json.dumps(metrics, indent=2)}\n{report.to_markdown(index=False)}")
     return metrics

@@ -25,7 +25,6 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from textclf import adapters
 from textclf.checkpoints import load_classifier
 from textclf.cli import command_main
 from textclf.errors import CheckpointError, OutputError, SettingError
@@ -73,17 +72,16 @@ def save_tokenizer(model: TextClassifier, directory: Path) -> None:
 
 def hf_model(model: TextClassifier) -> PreTrainedModel:
     """The checkpoint's network as a plain `AutoModelForSequenceClassification` with the same weights:
-    the native head as it is (LoRA adapters merged into their weights), or the `pooler` head where the
-    architecture's own head is exactly pooler + dropout + linear (BERT)."""
+    the native head as it is (LoRA adapters are merged when the checkpoint loads), or the `pooler` head where
+    the architecture's own head is exactly pooler + dropout + linear (BERT)."""
     net = model.net
+    config = AutoConfig.for_model(**net.spec["model_config"])
     if net.head_kind == "native":
-        config = AutoConfig.for_model(**net.spec["model_config"])
-        state = adapters.merge_lora(net.model).state_dict()
+        state = net.model.state_dict()
     elif net.head_kind == "pooler":
-        config = AutoConfig.for_model(**net.spec["model_config"])
         config.classifier_dropout = net.spec["dropout"]
         prefix = model_class(config, "native").base_model_prefix
-        state = {f"{prefix}.{name}": value for name, value in adapters.merge_lora(net.encoder).state_dict().items()}
+        state = {f"{prefix}.{name}": value for name, value in net.encoder.state_dict().items()}
         state |= {"classifier.weight": net.head[1].weight, "classifier.bias": net.head[1].bias}
     else:
         raise CheckpointError(

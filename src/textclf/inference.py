@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from rich.progress import Progress
 from torch.utils.data import DataLoader
@@ -131,13 +132,25 @@ class Predictor:
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         return self.task.probabilities(torch.from_numpy(logits)).numpy()
 
+    def text_logits(
+        self,
+        texts: pd.Series | list[str],
+        show_progress: bool = False,
+        cache_dir: str | None = None,
+        batch_size: int | None = None,
+        pad_to_multiple_of: int = 8,
+    ) -> np.ndarray:
+        """Logits [texts, labels] in the order of `texts`: tokenized as the checkpoint was trained (through
+        the token cache when `cache_dir` is given), in length-sorted batches of `batch_size`."""
+        input_ids, offsets = tokenize_cached(texts, self.tokenizer, self.max_length, cache_dir, self.truncation)
+        dataset = TokenizedSplit(input_ids, offsets, np.zeros(len(texts), dtype=np.int64))
+        sampler = LengthBucketBatchSampler(dataset.lengths, batch_size or self.batch_size, shuffle=False)
+        loader = batching.loader(dataset, sampler, self.tokenizer.pad_token_id, pad_to_multiple_of)
+        return self.logits(loader, len(texts), show_progress)
+
     def predict_proba(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         """Probabilities [texts, labels], in the order of `texts`."""
-        input_ids, offsets = tokenize_cached(texts, self.tokenizer, self.max_length, None, self.truncation)
-        dataset = TokenizedSplit(input_ids, offsets, np.zeros(len(texts), dtype=np.int64))
-        sampler = LengthBucketBatchSampler(dataset.lengths, self.batch_size, shuffle=False)
-        loader = batching.loader(dataset, sampler, self.tokenizer.pad_token_id)
-        return self.probabilities(self.logits(loader, len(texts), show_progress))
+        return self.probabilities(self.text_logits(texts, show_progress))
 
     def labels_of(self, probabilities: np.ndarray) -> list[str | list[str]]:
         """Predicted label names: the most probable class, or every label over the threshold."""

@@ -37,21 +37,26 @@ class ClassifierNetwork(nn.Module):
     and `spec`, the arguments of `build_network` that rebuild the network (with the model's config
     instead of its weights), so that a checkpoint alone rebuilds it without a download."""
 
-    def __init__(
-        self, head: str, attn_implementation: str, supports_sdpa: bool, fast_dropout: bool, spec: dict[str, Any]
-    ) -> None:
+    def __init__(self, spec: dict[str, Any], supports_sdpa: bool) -> None:
         super().__init__()
-        self.head_kind, self.attn_implementation, self.supports_sdpa = head, attn_implementation, supports_sdpa
-        self.fast_dropout, self.spec = fast_dropout, spec
-        self.attention = speedups.resolve_attention(attn_implementation, True, supports_sdpa)
+        self.spec, self.supports_sdpa = spec, supports_sdpa
+        self.active_attention = speedups.resolve_attention(spec["attn_implementation"], True, supports_sdpa)
 
     encoder: PreTrainedModel  # the transformer without its head
 
+    @property
+    def head_kind(self) -> str:
+        return self.spec["head"]
+
+    @property
+    def fast_dropout(self) -> bool:
+        return self.spec["fast_dropout"]
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        attention = speedups.resolve_attention(self.attn_implementation, self.training, self.supports_sdpa)
-        if attention != self.attention:  # the faster attention differs between training and inference
+        attention = speedups.resolve_attention(self.spec["attn_implementation"], self.training, self.supports_sdpa)
+        if attention != self.active_attention:  # the faster attention differs between training and inference
             self.encoder.set_attn_implementation(attention)
-            self.attention = attention
+            self.active_attention = attention
         return self.logits(input_ids, attention_mask)
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -233,13 +238,7 @@ def build_network(
         spec["lora"] = lora | {"target_modules": adapters.add_lora(model, lora, trains_in_full)}
         applied.append(f"lora(r={lora['r']}, {', '.join(spec['lora']['target_modules'])})")
     log.info(f"{config.model_type} with the {head} head; speed-ups: {', '.join(applied) or 'none'}")
-    options = {
-        "head": head,
-        "attn_implementation": attn_implementation,
-        "supports_sdpa": supports_sdpa,
-        "fast_dropout": fast_dropout,
-        "spec": spec | {"model_config": config.to_dict()},
-    }
+    options = {"spec": spec | {"model_config": config.to_dict()}, "supports_sdpa": supports_sdpa}
     if head == "native":
         return NativeNetwork(model, **options)
     own_dropout = getattr(config, "hidden_dropout_prob", 0.1)

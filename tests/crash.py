@@ -60,3 +60,14 @@ class CrashInTrial(L.Callback):
             if self.kill:
                 kill_now()
             raise RuntimeError(f"forced failure in trial {self.trial}")
+
+
+class KillInFold(L.Callback):
+    """In a cross-validation, SIGKILL the run after optimizer step `step` of fold `fold`."""
+
+    def __init__(self, fold: int, step: int) -> None:
+        self.fold, self.step = fold, step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if Path(trainer.default_root_dir).name == f"fold_{self.fold}" and trainer.global_step >= self.step:
+            kill_now()

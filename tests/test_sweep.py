@@ -3,11 +3,19 @@ grid multiruns with one run dir per job."""
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 from conftest import toy_reviews, toy_training
@@ -17,6 +25,9 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from textclf import trials
+from textclf.errors import SettingError
+from textclf.pruning import make_pruner
 from textclf.sweep import search_space
 
 TESTS = Path(__file__).resolve().parent
@@ -169,3 +180,160 @@ def test_real_ddp_jobs_of_a_multirun_write_one_run_dir_each(quick_training, tmp_
         assert len(list((sweep_dir / job / "checkpoints").glob("epoch*.ckpt"))) == 1
         assert (sweep_dir / job / "metrics.json").is_file()
     assert not (tmp_path / "outputs").exists()  # no stray run dir from the second processes
+
+
+def read_summary(sweep_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(sweep_dir / "summary.csv").set_index("trial").sort_index()
+
+
+@pytest.mark.slow
+def test_pruned_trials_stop_after_a_validation_count_toward_the_budget_and_keep_their_run(
+    quick_training, tmp_path: Path
+) -> None:
+    sweep_dir = tmp_path / "sweep"
+    result = run(
+        "sweep",
+        *quick_training,
+        "trainer.max_epochs=4",
+        f"hydra.run.dir={sweep_dir}",
+        "sweep.n_trials=5",
+        "sweep.pruner=median",
+        "sweep.pruner_settings={n_startup_trials: 1, n_warmup_steps: 1}",
+        "~hparams_search.params",
+        "+hparams_search.params={model.lr: 'choice(1e-6, 3e-3)'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = read_summary(sweep_dir)
+    assert len(summary) == 5  # pruned trials count toward n_trials
+    pruned = summary[summary["status"] == "pruned"]
+    assert len(pruned) >= 1 and (summary["status"] == "complete").sum() >= 1
+    study = optuna.load_study(study_name="textclf", storage=f"sqlite:///{sweep_dir / 'study.db'}")
+    for number, row in pruned.iterrows():
+        reported = study.trials[number].intermediate_values
+        assert 2 <= max(reported) < 4, reported  # stopped after a validation past the warm-up, before the end
+        assert row["pruned_at"].startswith(f"validation {max(reported)} (epoch {max(reported) - 1},")
+        run_dir = Path(row["run_dir"])
+        assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))  # its curves are kept
+        assert not (run_dir / "metrics.json").exists()  # not tested: it stopped at once
+    assert (sweep_dir / "optimization_history.png").stat().st_size > 10_000
+    assert (sweep_dir / "param_importances.png").stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server in a temporary data directory, for the life of this module."""
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not binaries:
+        pytest.skip("no PostgreSQL server (Debian package postgresql; .ci/run installs it)")
+    pytest.importorskip("psycopg", reason="psycopg (the dev extra) is needed to reach PostgreSQL")
+    bin_dir = Path(binaries[-1]).parent
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # it refuses to run as root
+    data = Path(tempfile.mkdtemp(prefix="textclf-postgres-"))
+    if as_postgres:
+        shutil.chown(data, "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pg = [*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data / "db")]
+    subprocess.run(
+        [*as_postgres, str(bin_dir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "textclf"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    subprocess.run([*pg, "-o", options, "-l", str(data / "log"), "-w", "start"], check=True, capture_output=True)
+    try:
+        subprocess.run(
+            [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "textclf", "sweeps"],
+            check=True,
+            capture_output=True,
+        )
+        yield f"postgresql+psycopg://textclf@127.0.0.1:{port}/sweeps"
+    finally:
+        subprocess.run([*pg, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_two_workers_share_one_study_and_one_finishes_the_trial_of_a_killed_one(
+    database: str, quick_training, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}" if database == "sqlite" else request.getfixturevalue("postgres_url")
+    study_name = f"two-{database}-{time.time_ns()}"
+    command = [*quick_training, "sweep.n_trials=5", f"sweep.storage={storage}", f"sweep.study_name={study_name}"]
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+
+    def worker(name: str, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "textclf.sweep", *command, f"hydra.run.dir={tmp_path / name}", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+
+    # worker a dies (SIGKILL) in the middle of its first trial
+    a = worker("a", "+callbacks.kill={_target_:crash.KillAtStep,step:5}")
+    b = worker("b")
+    out_a, out_b = a.communicate(timeout=600)[0], b.communicate(timeout=600)[0]
+    assert a.returncode == -signal.SIGKILL, out_a[-2000:]
+    assert b.returncode == 0, out_b[-2000:]
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    killed = [t for t in study.trials if trials.is_interrupted(t)]
+    assert len(done) == 5  # the budget, no more and no less
+    assert len({t.user_attrs["run_dir"] for t in done}) == 5  # no trial ran twice
+    assert len(killed) == 1 and killed[0].user_attrs["worker"].endswith(f":{a.pid}")
+    rerun = [t for t in done if t.user_attrs.get("retry_of") == killed[0].number]
+    assert len(rerun) == 1 and rerun[0].params == killed[0].params
+    assert rerun[0].user_attrs["worker"].endswith(f":{b.pid}")  # finished by the worker that lived
+    summary = read_summary(tmp_path / "b")
+    assert len(summary) == 6 and set(summary["status"]) == {"complete", "failed"}
+    assert summary.loc[killed[0].number, "error"] == "interrupted (run again)"
+
+
+def test_a_trial_whose_heartbeat_stops_is_failed_and_its_settings_queued_again(tmp_path: Path) -> None:
+    """The check that finds a dead worker on another machine: no heartbeat for twice the interval."""
+    study = trials.open_study(f"sqlite:///{tmp_path / 'study.db'}", "beats", "maximize", make_pruner("none"), 1)
+    space = {"model.lr": FloatDistribution(1e-5, 1e-3)}
+    trial = study.ask(space)
+    trial.set_user_attr("worker", "elsewhere:1")
+    with trials.heartbeat(study, trial, seconds=1):
+        time.sleep(2.5)
+        trials.recover_interrupted(study)  # beating: left alone
+        assert study.trials[0].state == optuna.trial.TrialState.RUNNING
+    time.sleep(2.5)
+    trials.recover_interrupted(study)
+    assert trials.is_interrupted(study.trials[0])
+    rerun = trials.claim(study, n_trials=1)
+    assert rerun is not None and rerun.user_attrs["retry_of"] == 0
+    assert trials.suggest(rerun, space, seed=0) == trial.params
+    assert trials.claim(study, n_trials=1) is None  # the rerun took the one place
+
+
+def test_workers_on_this_machine_share_its_cores(tmp_path: Path) -> None:
+    study = trials.open_study(f"sqlite:///{tmp_path / 'study.db'}", "cores", "maximize", make_pruner("none"), 30)
+    assert trials.local_workers(study) == 1
+    other = subprocess.Popen(["sleep", "60"])
+    study.set_user_attr(f"worker:{socket.gethostname()}:{other.pid}", time.time())
+    assert trials.local_workers(study) == 2
+    other.kill()
+    other.wait()
+    assert trials.local_workers(study) == 1  # a worker that is gone no longer counts
+
+
+def test_pruner_and_launch_settings_are_checked_with_one_line(quick_training, tmp_path: Path) -> None:
+    with pytest.raises(SettingError, match="sweep.pruner must be one of none, median, successive_halving, hyperband"):
+        make_pruner("patient")
+    with pytest.raises(SettingError, match="sweep.pruner_settings: .*unexpected keyword argument 'patience'"):
+        make_pruner("median", {"patience": 3})
+    result = run("sweep", *quick_training, "trainer.devices=2", "+trainer.strategy=ddp", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "textclf: error: textclf-sweep: trainer.devices=2 with trainer.strategy=ddp: a trial on several devices "
+        "needs trainer.strategy=ddp_spawn; or start one worker per device (docs/sweeps.md)"
+    )

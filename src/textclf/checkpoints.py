@@ -68,8 +68,14 @@ class RandomStateCheckpoint(L.Callback):
 
 
 def is_unfinished(run_dir: Path) -> bool:
-    """A run that saved a checkpoint (or a sweep that started its study) but never wrote its final metrics."""
-    started = (run_dir / "checkpoints" / LAST).is_file() or (run_dir / "sweep.json").is_file()
+    """A run that saved a checkpoint (or a sweep that started its study, or a cross-validation that started
+    a fold) but never wrote its final metrics."""
+    started = (
+        (run_dir / "checkpoints" / LAST).is_file()
+        or (run_dir / "sweep.json").is_file()
+        or any(run_dir.glob("fold_*/checkpoints/" + LAST))
+        or any(run_dir.glob("fold_*/metrics.json"))
+    )
     return started and not (run_dir / "metrics.json").exists()
 
 

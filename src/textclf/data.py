@@ -50,6 +50,8 @@ class TextClassificationDataModule(L.LightningDataModule):
         text_column: str = "text",
         label_column: str = "label",
         labels: list[str] | None = None,
+        fold: int | None = None,
+        folds: int | None = None,
     ) -> None:
         super().__init__()
         check_truncation(truncation)

@@ -1,6 +1,9 @@
-"""Pictures people would rather look at than read: the confusion matrix."""
+"""Pictures people would rather look at than read: the confusion matrix, a sweep's history and what mattered."""
 
 from __future__ import annotations
+
+import warnings
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -39,3 +42,22 @@ def confusion_figure(confusion: np.ndarray, names: list[str]) -> plt.Figure:
     figure.colorbar(image, ax=axes, fraction=0.046)
     figure.tight_layout()
     return figure
+
+
+def study_figures(study: Any) -> dict[str, plt.Figure]:
+    """Optuna's own plots of a sweep: the metric trial by trial with the best so far, and how much each
+    setting mattered (fANOVA; it needs two finished trials that differ)."""
+    import optuna
+    from optuna.visualization import matplotlib as optuna_plots
+
+    figures = {}
+    with warnings.catch_warnings():  # Optuna marks its matplotlib plots "experimental"
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+        if done:
+            figures["optimization_history"] = optuna_plots.plot_optimization_history(study).figure
+        if len({t.value for t in done}) > 1:
+            figures["param_importances"] = optuna_plots.plot_param_importances(study).figure
+    for figure in figures.values():
+        figure.tight_layout()
+    return figures

@@ -66,6 +66,19 @@ def split_off(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataF
     return frame.iloc[rest].reset_index(drop=True), frame.iloc[held_out].reset_index(drop=True)
 
 
+def cross_validation_fold(pool: pd.DataFrame, fold: int, folds: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, val) for fold `fold` of `folds`: rows shuffled from `seed`, grouped by their labels and dealt
+    round the folds in turn, so every fold holds each label in its share and the folds differ by one row at most."""
+    if not 0 <= fold < folds:
+        raise DataError(f"data.fold must be from 0 to {folds - 1} (data.folds={folds}), not {fold}")
+    shuffled = pool.iloc[np.random.default_rng(seed).permutation(len(pool))]
+    keys = ["|".join(labels) for labels in shuffled["label"]]
+    by_label = shuffled.assign(_key=keys).sort_values("_key", kind="stable")
+    held = np.arange(len(by_label)) % folds == fold
+    rest, held_out = by_label[~held].drop(columns="_key"), by_label[held].drop(columns="_key")
+    return rest.sort_index().reset_index(drop=True), held_out.sort_index().reset_index(drop=True)
+
+
 def prepare(
     raw: Splits,
     source: Source,
@@ -77,9 +90,12 @@ def prepare(
     test_fraction: float,
     split_seed: int,
     max_train_examples: int | None,
+    fold: int | None = None,
+    folds: int | None = None,
 ) -> Splits:
     """Cleaned splits with label tuples; val and test split off train where the source has none (from
-    `split_seed`, so runs with different seeds are tested on the same rows)."""
+    `split_seed`, so runs with different seeds are tested on the same rows). With `folds`, train and val
+    are pooled and fold `fold` of them becomes val (cross-validation)."""
     if empty_texts not in EMPTY_TEXTS:
         raise DataError(f"data.empty_texts must be one of {', '.join(EMPTY_TEXTS)}, not '{empty_texts}'")
     splits = {name: clean_split(frame, source.where(name), empty_texts) for name, frame in raw.items()}
@@ -95,6 +111,9 @@ def prepare(
         if "val" not in splits:
             fraction = val_fraction / (1 - test_fraction) if "test" not in raw else val_fraction
             splits["train"], splits["val"] = split_off(splits["train"], fraction, split_seed + 1)
+        if folds:
+            pool = pd.concat([splits["train"], splits["val"]], ignore_index=True)
+            splits["train"], splits["val"] = cross_validation_fold(pool, fold or 0, folds, split_seed + 2)
         if max_train_examples is not None:
             splits["train"] = splits["train"].iloc[:max_train_examples]
     return splits
@@ -106,4 +125,5 @@ def read(settings: Mapping[str, Any], multi_label: bool, train_required: bool = 
     source = Source.from_settings(settings)
     raw = source.read(train_required)
     options = ("label_delimiter", "empty_texts", "val_fraction", "test_fraction", "split_seed", "max_train_examples")
-    return source, prepare(raw, source, multi_label=multi_label, **{key: settings[key] for key in options})
+    folds = {key: settings.get(key) for key in ("fold", "folds")}
+    return source, prepare(raw, source, multi_label=multi_label, **{key: settings[key] for key in options}, **folds)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -80,7 +79,13 @@ def search_space(params: DictConfig | dict[str, str]) -> dict[str, Any]:
     return space
 
 
-def run_trial(train_overrides: list[str], params: dict[str, Any], seed: int, run_dir: Path) -> dict[str, Any]:
+def run_trial(
+    train_overrides: list[str],
+    params: dict[str, Any],
+    seed: int,
+    run_dir: Path,
+    callbacks: list[Any],
+) -> dict[str, Any]:
     """One `textclf-train` run, in-process, in `run_dir`."""
     from textclf.train import train
 
@@ -90,26 +95,8 @@ def run_trial(train_overrides: list[str], params: dict[str, Any], seed: int, run
         f"seed={seed}",
         f"paths.output_dir={run_dir}",
     ]
-    metrics, _ = train(hydra.compose("train", overrides=overrides))
+    metrics, _ = train(hydra.compose("train", overrides=overrides), callbacks=callbacks)
     return metrics
-
-
-def interrupted_trials(study: Any) -> list[Any]:
-    """RUNNING trials that this machine started in a process that is gone (killed, or the machine
-    rebooted). Trials running elsewhere are left alone."""
-    from optuna.trial import TrialState
-
-    def gone(trial: Any) -> bool:
-        attrs = trial.user_attrs
-        if attrs.get("host") != socket.gethostname():
-            return False
-        try:
-            os.kill(int(attrs["pid"]), 0)
-        except (OSError, KeyError, ValueError):
-            return True
-        return int(attrs["pid"]) == os.getpid()
-
-    return [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if gone(trial)]
 
 
 SWEEP_ONLY = ("sweep.", "hparams_search", "+hparams_search", "~hparams_search", "resume=", "task_name=")
@@ -120,12 +107,28 @@ def train_overrides_of(overrides: list[str]) -> list[str]:
     return [override for override in overrides if not override.startswith(SWEEP_ONLY)]
 
 
+def check_one_launch_per_trial(trainer: DictConfig) -> None:
+    """A trial runs inside this process. Lightning's `ddp` launcher starts the other ranks by running the
+    command again, which for a sweep would start more workers, so several devices need `ddp_spawn`."""
+    devices, strategy = trainer.get("devices"), str(trainer.get("strategy", "auto"))
+    if str(devices) != "1" and "spawn" not in strategy:
+        raise SettingError(
+            f"textclf-sweep: trainer.devices={devices} with trainer.strategy={strategy}: a trial on several "
+            "devices needs trainer.strategy=ddp_spawn; or start one worker per device (docs/sweeps.md)"
+        )
+
+
 def sweep(cfg: DictConfig, train_overrides: list[str]) -> dict[str, Any]:
-    """Run trials until the study holds `sweep.n_trials` finished ones; return the best trial."""
+    """Run trials until the study holds `sweep.n_trials` of them, shared with any other workers; return the best."""
     import optuna
+    import torch
     from optuna.trial import TrialState
 
+    from textclf import trials
+    from textclf.pruning import TrialPruning, make_pruner
+
     settings = cfg.sweep
+    check_one_launch_per_trial(cfg.trainer)
     sweep_dir = Path(cfg.paths.output_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     space = search_space(cfg.hparams_search.params)
@@ -137,56 +140,60 @@ def sweep(cfg: DictConfig, train_overrides: list[str]) -> dict[str, Any]:
             "study_name": settings.study_name,
             "metric": settings.metric,
             "direction": settings.direction,
+            "pruner": settings.pruner,
             "train_overrides": train_overrides,
         },
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=settings.study_name, storage=storage, direction=settings.direction, load_if_exists=True
-    )
-    # seeded by the seed and the trials so far: a resumed sweep draws new settings, not the first ones again
-    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials))
-    for trial in interrupted_trials(study):  # killed mid-trial: closed without an error, its settings run again
-        study.tell(trial.number, state=TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        log.info(f"trial {trial.number} was interrupted; its settings run again")
-
-    def finished() -> int:  # trials that ran to an end: complete, or failed with an error of their own
-        return sum(
-            1
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-            if t.state == TrialState.COMPLETE or "error" in t.user_attrs
-        )
-
-    while finished() < settings.n_trials:
-        trial = study.ask(space)
+    pruner = make_pruner(settings.pruner, settings.pruner_settings)
+    study = trials.open_study(storage, settings.study_name, settings.direction, pruner, settings.heartbeat_seconds)
+    cores = len(os.sched_getaffinity(0))
+    while True:
+        trials.recover_interrupted(study)
+        trial = trials.claim(study, settings.n_trials)
+        if trial is None:
+            if trials.wait_for_others(study, poll_seconds=min(10, settings.heartbeat_seconds)):
+                continue
+            break
+        params = trials.suggest(trial, space, cfg.seed)
         seed = cfg.seed + trial.user_attrs.get("retry_of", trial.number)  # a rerun keeps its seed
+        threads = settings.threads or max(1, cores // trials.local_workers(study))
+        torch.set_num_threads(threads)
         run_dir = sweep_dir / "trials" / f"{trial.number:03d}"
-        for key, value in {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "seed": seed,
-            "run_dir": str(run_dir),
-        }.items():
+        for key, value in {"seed": seed, "threads": threads, "run_dir": str(run_dir)}.items():
             trial.set_user_attr(key, value)
-        log.info(f"trial {trial.number}: {json.dumps(trial.params)}")
+        log.info(f"trial {trial.number}: {json.dumps(params)}")
+        pruning = (
+            [TrialPruning(storage, settings.study_name, trial._trial_id, pruner, settings.metric)]
+            if settings.pruner != "none"
+            else []
+        )
         started = time.perf_counter()
-        try:
-            metrics = run_trial(train_overrides, trial.params, seed, run_dir)
-            if settings.metric not in metrics:
-                raise ValueError(f"the run reported no '{settings.metric}' (it has: {', '.join(metrics)})")
-        except Exception as error:  # noqa: BLE001 — any failure of one trial is recorded; the sweep goes on
-            trial.set_user_attr("error", error_line(error))
-            trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
-            study.tell(trial, state=TrialState.FAIL)
-            log.warning(f"trial {trial.number} failed: {error_line(error)}")
-        else:
-            trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
-            study.tell(trial, float(metrics[settings.metric]))
-            log.info(f"trial {trial.number}: {settings.metric} = {metrics[settings.metric]:.4f}")
+        with trials.heartbeat(study, trial, settings.heartbeat_seconds):
+            try:
+                metrics = run_trial(train_overrides, params, seed, run_dir, pruning)
+                if settings.metric not in metrics:
+                    raise ValueError(f"the run reported no '{settings.metric}' (it has: {', '.join(metrics)})")
+            except Exception as error:  # noqa: BLE001 — any failure of one trial is recorded; the sweep goes on
+                trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
+                pruned_at = trials.fresh_user_attrs(study, trial).get("pruned_at")
+                if pruned_at:  # the pruner stopped it (raised on every rank, however DDP wrapped it)
+                    study.tell(trial, state=TrialState.PRUNED)
+                    log.info(f"trial {trial.number}: pruned after {pruned_at}")
+                else:
+                    trial.set_user_attr("error", error_line(error))
+                    study.tell(trial, state=TrialState.FAIL)
+                    log.warning(f"trial {trial.number} failed: {error_line(error)}")
+            else:
+                trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
+                if f"{settings.metric}_std" in metrics:  # cross-validated: the value is the mean over folds
+                    trial.set_user_attr("std", metrics[f"{settings.metric}_std"])
+                study.tell(trial, float(metrics[settings.metric]))
+                log.info(f"trial {trial.number}: {settings.metric} = {metrics[settings.metric]:.4f}")
         write_summary(sweep_dir, study_rows(study, settings.metric))
 
     log.info("\n" + publish_summary(sweep_dir, study_rows(study, settings.metric)))
+    write_study_figures(sweep_dir, study)
     best = study.best_trial if any(t.state == TrialState.COMPLETE for t in study.trials) else None
     result = (
         {
@@ -203,22 +210,32 @@ def sweep(cfg: DictConfig, train_overrides: list[str]) -> dict[str, Any]:
 
 
 def study_rows(study: Any, metric: str) -> pd.DataFrame:
-    """One row per trial: number, status, metric, parameters, seed, seconds, run dir, error."""
-    status = {"COMPLETE": "complete", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
+    """One row per trial: number, status, metric, parameters, seed, worker, seconds, where it was pruned,
+    the run dir and any error. Cross-validated trials add the metric's standard deviation over the folds."""
+    from textclf.trials import is_interrupted, is_surplus
+
     rows = [
         {
             "trial": t.number,
-            "status": status.get(t.state.name, t.state.name.lower()),
+            "status": STATUS.get(t.state.name, t.state.name.lower()),
             metric: t.value,
+            **({f"{metric}_std": t.user_attrs["std"]} if "std" in t.user_attrs else {}),
             **t.params,
             "seed": t.user_attrs.get("seed"),
+            "worker": t.user_attrs.get("worker"),
+            "threads": t.user_attrs.get("threads"),
             "seconds": t.user_attrs.get("seconds"),
+            "pruned_at": t.user_attrs.get("pruned_at", ""),
             "run_dir": t.user_attrs.get("run_dir"),
-            "error": t.user_attrs.get("error", "interrupted (run again)" if t.state.name == "FAIL" else ""),
+            "error": t.user_attrs.get("error", "interrupted (run again)" if is_interrupted(t) else ""),
         }
         for t in study.get_trials(deepcopy=False)
+        if not is_surplus(t)
     ]
     return best_first(pd.DataFrame(rows), metric, study.direction.name.lower() == "maximize")
+
+
+STATUS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
 
 
 def best_first(frame: pd.DataFrame, metric: str, maximize: bool) -> pd.DataFrame:
@@ -270,6 +287,18 @@ def publish_summary(sweep_dir: Path, rows: pd.DataFrame) -> str:
     """The summary written to the sweep dir; returns it as a table to show (without the run dirs, for width)."""
     write_summary(sweep_dir, rows)
     return rows.drop(columns=["run_dir"], errors="ignore").to_markdown(index=False, floatfmt=".4g")
+
+
+def write_study_figures(sweep_dir: Path, study: Any) -> None:
+    """optimization_history.png and param_importances.png beside the summary."""
+    import matplotlib.pyplot as plt
+
+    from textclf.plots import study_figures
+
+    for name, figure in study_figures(study).items():
+        write_atomically(sweep_dir / f"{name}.png", lambda path, f=figure: f.savefig(path, format="png", dpi=110))
+        plt.close(figure)
+    log.info(f"plots of the study: {sweep_dir / 'optimization_history.png'}")
 
 
 def summarize(sweep_dir: Path) -> pd.DataFrame:

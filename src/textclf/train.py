@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from textclf.checkpoints import (
     resume_step,
 )
 from textclf.cli import CONFIG_PATH, run_command
+from textclf.crossval import cross_validate
 from textclf.files import remove_partial_files, write_json_atomically
 from textclf.log import log
 from textclf.precision import resolve_precision
@@ -68,8 +70,17 @@ def log_hparams_with_metrics(trainer: L.Trainer, cfg: DictConfig, metrics: dict[
             logger.log_hyperparams(settings, metrics=final)
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit the model, test the best checkpoint, write `metrics.json`; return (metrics, objects)."""
+def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit the model, test the best checkpoint, write `metrics.json`; return (metrics, objects). With
+    `cv.folds=K`, K such runs, one per fold, and their mean (`crossval.py`). `callbacks` join the
+    configured ones (a sweep's pruning)."""
+    if cfg.get("cv", {}).get("folds"):
+        return cross_validate(cfg, lambda fold_cfg: fit_and_test(fold_cfg, callbacks))
+    return fit_and_test(cfg, callbacks)
+
+
+def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One run: fit, test the best checkpoint, write `metrics.json`."""
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +112,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         )
     # TensorBoard hides what the killed run logged after its checkpoint: no step appears twice
     loggers = instantiate_group(cfg.get("logger"), tensorboard={"purge_step": resumed_step} if resumed_step else {})
-    callbacks = [*instantiate_group(cfg.get("callbacks")), RandomStateCheckpoint()]
+    callbacks = [*instantiate_group(cfg.get("callbacks")), RandomStateCheckpoint(), *extra_callbacks]
     if not loggers:  # a learning-rate monitor has nowhere to write without a logger
         callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(

@@ -337,3 +337,26 @@ def test_pruner_and_launch_settings_are_checked_with_one_line(quick_training, tm
         "textclf: error: textclf-sweep: trainer.devices=2 with trainer.strategy=ddp: a trial on several devices "
         "needs trainer.strategy=ddp_spawn; or start one worker per device (docs/sweeps.md)"
     )
+
+
+@pytest.mark.slow
+def test_under_ddp_rank_zero_prunes_and_every_rank_stops_with_it(quick_training, tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    result = run(
+        "sweep",
+        *quick_training,
+        "trainer=ddp_sim",  # two processes (ddp_spawn, gloo)
+        "trainer.precision=32-true",
+        "trainer.max_epochs=4",
+        f"hydra.run.dir={sweep_dir}",
+        "sweep.n_trials=3",
+        "sweep.pruner=median",
+        "sweep.pruner_settings={n_startup_trials: 1, n_warmup_steps: 1}",
+        "~hparams_search.params",
+        "+hparams_search.params={model.lr: 'choice(1e-6, 3e-3)'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = read_summary(sweep_dir)
+    assert list(summary["status"]) == ["complete", "pruned", "pruned"]
+    assert summary.loc[1:, "pruned_at"].str.startswith("validation 2 (epoch 1,").all()

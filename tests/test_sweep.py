@@ -331,6 +331,11 @@ def test_pruner_and_launch_settings_are_checked_with_one_line(quick_training, tm
         make_pruner("patient")
     with pytest.raises(SettingError, match="sweep.pruner_settings: .*unexpected keyword argument 'patience'"):
         make_pruner("median", {"patience": 3})
+    result = run("sweep", *quick_training, "sweep.pruner=median", "sweep.metric=test/acc", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "textclf: error: sweep.pruner needs a metric logged at validation (val/...), not 'test/acc'"
+    )
     result = run("sweep", *quick_training, "trainer.devices=2", "+trainer.strategy=ddp", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (

@@ -129,6 +129,8 @@ def sweep(cfg: DictConfig, train_overrides: list[str]) -> dict[str, Any]:
 
     settings = cfg.sweep
     check_one_launch_per_trial(cfg.trainer)
+    if settings.pruner != "none" and not str(settings.metric).startswith("val/"):
+        raise SettingError(f"sweep.pruner needs a metric logged at validation (val/...), not '{settings.metric}'")
     sweep_dir = Path(cfg.paths.output_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     space = search_space(cfg.hparams_search.params)

@@ -89,6 +89,7 @@ def run_trial(train_overrides: list[str], params: dict[str, Any], seed: int, run
         *(f"{key}={value}" for key, value in params.items()),
         f"seed={seed}",
         f"paths.output_dir={run_dir}",
+        f"run_group={json.loads((run_dir.parents[1] / SWEEP_FILE).read_text())['study_name']}",
     ]
     metrics, _ = train(hydra.compose("train", overrides=overrides))
     return metrics

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from textclf import tracking
 from textclf.checkpoints import (
     AtomicCheckpointIO,
     RandomStateCheckpoint,
@@ -132,6 +133,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     log_hparams_with_metrics(trainer, cfg, metrics)
     if trainer.is_global_zero:
         write_json_atomically(output_dir / "metrics.json", {**metrics, "best_model_path": best_path})
+        if cfg.get("log_export") and best_path:
+            tracking.log_export(trainer.loggers, best_path)
+    tracking.finish(trainer.loggers)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from conftest import compose_cfg, toy_reviews
 from transformers import pipeline
 
@@ -133,6 +134,32 @@ def test_export_hf_pipeline_predicts_what_the_checkpoint_predicts(trained_toy, t
     predictor = Predictor.from_checkpoint(best_checkpoint(trained_toy), precision="32-true")
     ours = predictor.labels_of(predictor.predict_proba(texts))
     assert [answer["label"] for answer in classifier(texts)] == ours
+
+
+def test_export_hf_writes_a_model_card_with_the_run_test_metrics(trained_toy, tmp_path: Path) -> None:
+    _, metrics, _ = trained_toy
+    directory = export(
+        compose_cfg(
+            tmp_path / "x",
+            None,
+            f"ckpt_path={best_checkpoint(trained_toy)}",
+            "format=hf",
+            f"output_dir={tmp_path / 'my-classifier'}",
+            config="export",
+        )
+    )
+    text = (directory / "README.md").read_text(encoding="utf-8")
+    front, body = text.removeprefix("---\n").split("\n---\n", 1)
+    card = yaml.safe_load(front)
+    assert card["pipeline_tag"] == "text-classification" and card["library_name"] == "transformers"
+    assert "base_model" not in card  # fine-tuned from a local folder, not a hub model
+    (result,) = card["model-index"][0]["results"]
+    assert card["model-index"][0]["name"] == "my-classifier"
+    reported = {metric["name"]: metric["value"] for metric in result["metrics"]}
+    assert reported["Test accuracy"] == round(metrics["test/acc"], 4)
+    assert reported["Test F1 (macro)"] == round(metrics["test/f1"], 4)
+    assert "| 0 | negative |" in body and 'pipeline("text-classification"' in body
+    assert pipeline("text-classification", model=str(directory), device="cpu")("a great film")[0]["label"]
 
 
 def test_export_onnx_matches_pytorch_on_other_shapes(trained_toy, tmp_path: Path) -> None:

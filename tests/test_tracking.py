@@ -69,7 +69,7 @@ def test_mlflow_gets_the_config_metrics_confusion_matrices_and_the_export(make_c
     images = [item.path for item in client.list_artifacts(run.info.run_id, "test/confusion_matrix")]
     assert images and images[0].endswith(".png")
     exported = {Path(item.path).name for item in client.list_artifacts(run.info.run_id, "hf_model")}
-    assert {"config.json", "model.safetensors", "tokenizer.json"} <= exported
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= exported
 
 
 @pytest.mark.slow  # wandb's service process takes ~10 s to start and finish

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 
+from textclf import model_card
 from textclf.checkpoints import load_classifier
 from textclf.export import to_hf
 from textclf.plots import plt
@@ -59,6 +60,8 @@ def finish(loggers: list[Logger]) -> None:
 
 def log_export(loggers: list[Logger], checkpoint: str) -> None:
     """The Hugging Face export of `checkpoint` (weights, tokenizer, model card) as the artifact `hf_model`."""
+    model = load_classifier(checkpoint).float()
     with tempfile.TemporaryDirectory() as directory:
-        to_hf(load_classifier(checkpoint).float(), Path(directory))
+        to_hf(model, Path(directory))
+        model_card.write(model, checkpoint, Path(directory), "hf_model")
         log_directory(loggers, Path(directory), "hf_model")

@@ -4,6 +4,7 @@ client or record format."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,8 @@ def wandb_records(path: Path) -> list:
             position += left
             continue
         length, kind = int.from_bytes(data[position + 4 : position + 6], "little"), data[position + 6]
+        if position + HEADER + length > len(data):  # a record still being written
+            break
         if kind == 0:
             position += left
             continue
@@ -41,6 +44,17 @@ def wandb_records(path: Path) -> list:
             records.append(record)
             pending = b""
     return records
+
+
+def finished_records(path: Path, timeout: float = 60.0) -> list:
+    """The records once the run's exit record is there: wandb's service may still be writing the file
+    when `finish()` returns."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = wandb_records(path)
+        if any(record.HasField("exit") for record in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.5)
 
 
 def test_mlflow_gets_the_config_metrics_confusion_matrices_and_the_export(make_cfg, toy_csv: Path, tmp_path) -> None:
@@ -77,7 +91,7 @@ def test_wandb_writes_an_offline_run_with_the_config_metrics_and_group(make_cfg,
     cfg = make_cfg(*toy_training(toy_csv), "trainer.max_epochs=2", "logger=wandb", "run_group=study-b")
     metrics, _ = train(cfg)
     (run_file,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
-    records = wandb_records(run_file)
+    records = finished_records(run_file)
     (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert run.run_group == "study-b"
     config = {

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from conftest import compose_cfg, toy_reviews
 from transformers import pipeline
 
@@ -91,6 +92,63 @@ def test_predict_keeps_input_order_and_agrees_with_the_model(trained_toy, tmp_pa
     assert all(abs(sum(row["probabilities"].values()) - 1) < 1e-4 for row in rows)
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet", ".txt"])
+def test_chunked_prediction_writes_the_whole_answers_in_input_order(
+    trained_toy, tmp_path: Path, suffix: str, caplog
+) -> None:
+    texts = toy_reviews(95, seed=6)["text"].tolist()
+    texts[10] = 'with "quotes", commas\tand tabs'
+    source = tmp_path / f"input{suffix}"
+    if suffix == ".txt":
+        source.write_text("\n".join(texts) + "\n")
+    elif suffix == ".jsonl":
+        pd.DataFrame({"review": texts}).to_json(source, orient="records", lines=True)
+    else:
+        getattr(pd.DataFrame({"id": range(95), "review": texts}), f"to_{suffix[1:]}")(source, index=False)
+    out = tmp_path / "predictions.csv"
+    cfg = compose_cfg(
+        tmp_path / "p",
+        None,
+        f"ckpt_path={best_checkpoint(trained_toy)}",
+        f"input={source}",
+        f"output={out}",
+        "text_column=review",
+        "chunk_size=7",  # 14 chunks, the last one short
+        "precision=32-true",
+        config="predict",
+    )
+    with caplog.at_level("INFO", logger="textclf"):
+        predict(cfg)
+    written = pd.read_csv(out, dtype={"text": str}, keep_default_na=False)
+    assert written["text"].tolist() == texts
+    predictor = Predictor.from_checkpoint(best_checkpoint(trained_toy), precision="32-true")
+    whole = predictor.predict_proba(texts)  # all at once, not in chunks
+    assert written["label"].tolist() == predictor.labels_of(whole)
+    np.testing.assert_allclose(written[["prob_negative", "prob_positive"]].to_numpy(), whole, atol=2e-6)
+    # stderr is not a terminal here: progress lines instead of a bar, one per chunk
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("predicting: ")]
+    assert len(progress) == 14 and progress[-1].startswith("predicting: 95/95 texts, ")
+    assert "texts/s" in progress[0] and "left" in progress[0]
+
+
+def test_a_failed_prediction_leaves_no_output_file(trained_toy, tmp_path: Path) -> None:
+    source = tmp_path / "input.txt"
+    source.write_bytes(b"a good film\n" * 30 + b"caf\xe9\n")  # line 31, in the fifth chunk, is not UTF-8
+    out = tmp_path / "predictions.jsonl"
+    cfg = compose_cfg(
+        tmp_path / "p",
+        None,
+        f"ckpt_path={best_checkpoint(trained_toy)}",
+        f"input={source}",
+        f"output={out}",
+        "chunk_size=7",
+        config="predict",
+    )
+    with pytest.raises(DataError, match="input.txt: line 31 is not UTF-8 text"):
+        predict(cfg)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["input.txt"]  # nor a temporary file
+
+
 def test_predict_reads_csv_and_stdin(trained_toy, tmp_path: Path) -> None:
     checkpoint = best_checkpoint(trained_toy)
     result = subprocess.run(
@@ -133,6 +191,32 @@ def test_export_hf_pipeline_predicts_what_the_checkpoint_predicts(trained_toy, t
     predictor = Predictor.from_checkpoint(best_checkpoint(trained_toy), precision="32-true")
     ours = predictor.labels_of(predictor.predict_proba(texts))
     assert [answer["label"] for answer in classifier(texts)] == ours
+
+
+def test_export_hf_writes_a_model_card_with_the_run_test_metrics(trained_toy, tmp_path: Path) -> None:
+    _, metrics, _ = trained_toy
+    directory = export(
+        compose_cfg(
+            tmp_path / "x",
+            None,
+            f"ckpt_path={best_checkpoint(trained_toy)}",
+            "format=hf",
+            f"output_dir={tmp_path / 'my-classifier'}",
+            config="export",
+        )
+    )
+    text = (directory / "README.md").read_text(encoding="utf-8")
+    front, body = text.removeprefix("---\n").split("\n---\n", 1)
+    card = yaml.safe_load(front)
+    assert card["pipeline_tag"] == "text-classification" and card["library_name"] == "transformers"
+    assert "base_model" not in card  # fine-tuned from a local folder, not a hub model
+    (result,) = card["model-index"][0]["results"]
+    assert card["model-index"][0]["name"] == "my-classifier"
+    reported = {metric["name"]: metric["value"] for metric in result["metrics"]}
+    assert reported["Test accuracy"] == round(metrics["test/acc"], 4)
+    assert reported["Test F1 (macro)"] == round(metrics["test/f1"], 4)
+    assert "| 0 | negative |" in body and 'pipeline("text-classification"' in body
+    assert pipeline("text-classification", model=str(directory), device="cpu")("a great film")[0]["label"]
 
 
 def test_export_onnx_matches_pytorch_on_other_shapes(trained_toy, tmp_path: Path) -> None:

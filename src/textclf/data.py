@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerBase
 from textclf import batching, splits
 from textclf.batching import LengthBucketBatchSampler, TokenizedSplit
 from textclf.labels import LabelSet
-from textclf.sources import Source, Splits
+from textclf.sources import Source, Splits, plain
 from textclf.tokenization import check_truncation, load_tokenizer, tokenize_cached
 
 
@@ -49,12 +49,21 @@ class TextClassificationDataModule(L.LightningDataModule):
         test_file: str | None = None,
         text_column: str = "text",
         label_column: str = "label",
+        path: str | None = None,
+        config_name: str | None = None,
+        data_files: str | list[str] | dict[str, Any] | None = None,
+        revision: str | None = None,
+        from_disk: str | None = None,
+        trust_remote_code: bool = False,
+        splits: dict[str, str | None] | None = None,
         labels: list[str] | None = None,
         fold: int | None = None,
         folds: int | None = None,
     ) -> None:
         super().__init__()
         check_truncation(truncation)
+        # plain values in the hyper-parameters: checkpoints are read back with weights_only
+        data_files, splits = plain(data_files), plain(splits)
         self.save_hyperparameters(logger=False)
         self.source = Source.from_settings(self.hparams)  # checks the name before any work
         self.tokenizer: PreTrainedTokenizerBase | None = None
@@ -74,12 +83,20 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.tokenizer = load_tokenizer(hp.tokenizer)
         self.source, self.frames = splits.read(hp, hp.multi_label, train_required=self.labels is None)
         if self.labels is None:
-            self.labels = LabelSet.from_splits(self.frames, hp.multi_label, self.source.where)
+            self.labels = LabelSet.from_splits(
+                self.frames, hp.multi_label, self.source.where, self.source.label_names()
+            )
         else:
             self.labels.check(self.frames, self.source.where)
         for split, frame in self.frames.items():
             input_ids, offsets = tokenize_cached(
-                frame["text"], self.tokenizer, hp.max_length, hp.cache_dir, hp.truncation, f"tokenizing {split}"
+                frame["text"],
+                self.tokenizer,
+                hp.max_length,
+                hp.cache_dir,
+                hp.truncation,
+                f"tokenizing {split}",
+                fingerprint=splits.split_fingerprint(self.source, hp, hp.multi_label, split),
             )
             self.datasets[split] = TokenizedSplit(input_ids, offsets, self.labels.encode(frame["label"]))
 

@@ -3,9 +3,10 @@
     textclf-export ckpt_path=CKPT format=hf   output_dir=exported/hf
     textclf-export ckpt_path=CKPT format=onnx output_dir=exported/onnx
 
-`hf` writes `AutoModelForSequenceClassification` weights (safetensors) with `id2label`, and the tokenizer:
-`transformers.pipeline("text-classification", model=DIR)` loads it. `onnx` writes `model.onnx` (inputs
-`input_ids` and `attention_mask`, output `logits`, dynamic batch and sequence axes) and the tokenizer.
+`hf` writes `AutoModelForSequenceClassification` weights (safetensors) with `id2label`, the tokenizer and a
+`README.md` model card (model_card.py): `transformers.pipeline("text-classification", model=DIR)` loads it.
+`onnx` writes `model.onnx` (inputs `input_ids` and `attention_mask`, output `logits`, dynamic batch and
+sequence axes) and the tokenizer.
 Each export is checked against the checkpoint's own outputs before it is written in place.
 """
 
@@ -25,6 +26,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from textclf import model_card
 from textclf.checkpoints import load_classifier
 from textclf.cli import command_main
 from textclf.errors import CheckpointError, OutputError, SettingError
@@ -169,6 +171,7 @@ def export(cfg: DictConfig) -> Path:
             staging_dir.mkdir()
             if cfg.format == "hf":
                 to_hf(model, staging_dir)
+                model_card.write(model, cfg.ckpt_path, staging_dir, target.name)
             else:
                 to_onnx(model, staging_dir, cfg.opset)
             if target.exists():  # out of the way first (deleted with the staging folder), then the new one in

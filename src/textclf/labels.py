@@ -1,7 +1,8 @@
 """The label set: which names a model predicts, in which order, and how rows become targets.
 
-Taken from the union of the splits for a new model (as Hugging Face's run_classification.py does), or
-from a checkpoint's `id2label` when data is evaluated against a trained model.
+Taken from the union of the splits for a new model (as Hugging Face's run_classification.py does), from
+a dataset's ClassLabel feature where it has one, or from a checkpoint's `id2label` when data is
+evaluated against a trained model.
 """
 
 from __future__ import annotations
@@ -29,16 +30,19 @@ class LabelSet:
         self.names, self.multi_label = list(names), multi_label
 
     @classmethod
-    def from_splits(cls, splits: Splits, multi_label: bool, where: Callable[[str], str]) -> LabelSet:
-        """The training split's labels; refuses a training split without two classes (single-label) and
-        labels in val or test that training never has."""
-        known = {name for names in splits["train"]["label"] for name in names}
+    def from_splits(
+        cls, splits: Splits, multi_label: bool, where: Callable[[str], str], names: list[str] | None = None
+    ) -> LabelSet:
+        """The training split's labels, or the source's own `names` in their order (a ClassLabel's, so that
+        ids mean what they mean in the dataset); refuses a training split without two classes
+        (single-label) and labels in val or test that the set lacks."""
+        known = {name for row in splits["train"]["label"] for name in row}
         if not known:
             raise DataError(f"{where('train')}: no rows with a text")
         if len(known) < 2 and not multi_label:
             raise DataError(f"{where('train')}: only one class ({next(iter(known))}); a classifier needs two or more")
-        labels = cls(sorted_labels(known), multi_label)
-        labels.check(splits, where, "the training split never has")
+        labels = cls(names or sorted_labels(known), multi_label)
+        labels.check(splits, where, "the label names do not have" if names else "the training split never has")
         return labels
 
     def check(

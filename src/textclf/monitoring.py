@@ -1,5 +1,6 @@
-"""What TensorBoard shows besides scalars: the confusion matrix after each validation and the test, and
-after the test the misclassified examples as a text panel and, for two classes, a precision-recall curve."""
+"""What the trackers show besides scalars: the confusion matrix after each validation and the test (in
+TensorBoard, MLflow and W&B), and in TensorBoard after the test the misclassified examples as a text panel
+and, for two classes, a precision-recall curve."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from textclf.plots import confusion_figure
+from textclf.tracking import log_figure, takes_pictures
 
 
 def tensorboard_writers(trainer: L.Trainer) -> list[Any]:
@@ -20,7 +22,8 @@ def tensorboard_writers(trainer: L.Trainer) -> list[Any]:
 
 class ConfusionMatrixLogger(L.Callback):
     """Counts (true, predicted) pairs over each validation and the test, on every rank (the counts are
-    summed across ranks), and draws them on rank 0 as `val/confusion_matrix` and `test/confusion_matrix`.
+    summed across ranks), and draws them on rank 0 as `val/confusion_matrix` and `test/confusion_matrix`
+    for every logger that takes pictures.
     Single-label models only; sanity-check validations are not drawn."""
 
     def __init__(self) -> None:
@@ -50,9 +53,9 @@ class ConfusionMatrixLogger(L.Callback):
         self.confusion = None
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        for writer in tensorboard_writers(trainer):
+        if takes_pictures(trainer.loggers):
             figure = confusion_figure(matrix, list(pl_module.id2label.values()))
-            writer.add_figure(f"{stage}/confusion_matrix", figure, global_step=trainer.global_step)
+            log_figure(trainer.loggers, f"{stage}/confusion_matrix", figure, trainer.global_step)
 
     on_validation_epoch_start = on_test_epoch_start = _start
     on_validation_batch_end = on_test_batch_end = _update

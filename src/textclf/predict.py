@@ -4,7 +4,10 @@
 
 Input: a plain text file (one text per line), CSV/TSV/JSONL/Parquet with a text column, or `-` for
 standard input. Output: CSV or JSONL (by its suffix; `-` writes CSV to standard output) with the predicted
-label and the probability of every class, in input order. Texts are batched by length for speed.
+label and the probability of every class, in input order. The input is read `chunk_size` texts at a time
+and each chunk's predictions are written before the next is read, so memory stays bounded whatever the
+input's size; inside a chunk, texts are batched by length for speed. The output file appears only when
+complete.
 """
 
 from __future__ import annotations
@@ -12,46 +15,121 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from omegaconf import DictConfig
 
 from textclf.cli import command_main
-from textclf.errors import DataError
+from textclf.errors import DataError, first_line
 from textclf.files import write_atomically
 from textclf.inference import Predictor
 from textclf.log import log
-from textclf.sources import read_table
+from textclf.progress import TextProgress
+
+CHUNK = 10_000  # read_texts' chunks; textclf-predict's come from its config (chunk_size)
+
+
+TABLES = {".csv", ".tsv", ".tab", ".jsonl", ".json", ".parquet"}
+
+
+def text_chunks(source: str, text_column: str, chunk_size: int) -> Iterator[list[str]]:
+    """Texts from a file or standard input, `chunk_size` at a time, so that no input is held whole: CSV,
+    TSV and JSONL through pandas' chunked readers, Parquet by record batches, plain text (and `-`) by
+    lines. One-line errors name the file, the column or the line."""
+    if source == "-":
+        yield from line_chunks(sys.stdin.buffer, "standard input", chunk_size)
+        return
+    path = Path(source)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    if suffix not in TABLES:
+        with path.open("rb") as handle:
+            yield from line_chunks(handle, str(path), chunk_size)
+        return
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+    try:
+        for texts in table_chunks(path, suffix, text_column, chunk_size):
+            yield ["" if pd.isna(text) else str(text) for text in texts]
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text (byte {error.start} cannot be decoded)") from None
+    except (ValueError, pd.errors.ParserError, pa.ArrowException) as error:
+        if isinstance(error, DataError):
+            raise
+        raise DataError(f"{path}: cannot be parsed: {first_line(error)}") from None
+
+
+def table_chunks(path: Path, suffix: str, text_column: str, chunk_size: int) -> Iterator[Any]:
+    """The text column of a table file, chunk by chunk."""
+    if suffix == ".parquet":
+        columns = pq.ParquetFile(path).schema_arrow.names
+        check_column(path, text_column, columns)
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size, columns=[text_column]):
+            yield batch.column(0).to_pylist()
+        return
+    if suffix in {".jsonl", ".json"}:
+        reader = pd.read_json(path, lines=True, dtype=False, chunksize=chunk_size)
+    else:
+        # as sources.read_table reads: every cell as written, no NA guessing, no byte-order mark
+        sep = "\t" if suffix != ".csv" else ","
+        header = pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig").columns
+        check_column(path, text_column, header)
+        reader = pd.read_csv(
+            path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=chunk_size
+        )
+    with reader:
+        for frame in reader:
+            check_column(path, text_column, frame.columns)
+            yield frame[text_column]
+
+
+def check_column(path: Path, column: str, columns: Any) -> None:
+    if column not in columns:
+        raise DataError(f"{path}: no column '{column}' (columns: {', '.join(map(str, columns))})")
+
+
+def line_chunks(handle: BinaryIO, name: str, chunk_size: int) -> Iterator[list[str]]:
+    """Lines cut at \n (and \r\n) only: str.splitlines would also cut inside texts at \x85, \u2028, ...
+    A byte-order mark is dropped; a line that is not UTF-8 is an error naming it."""
+    chunk: list[str] = []
+    for number, raw in enumerate(handle, start=1):
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{name}: line {number} is not UTF-8 text") from None
+        chunk.append(line.removesuffix("\n").removesuffix("\r"))
+        if len(chunk) == chunk_size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def read_texts(source: str, text_column: str) -> list[str]:
-    """Texts from a file or standard input, one per line for plain text; a one-line error otherwise."""
-    if source == "-":
-        return split_lines(sys.stdin.read())
-    path = Path(source)
-    if path.suffix.lower() in {".csv", ".tsv", ".tab", ".jsonl", ".json", ".parquet"}:
-        frame = read_table(path, text_column, None)
-        return ["" if pd.isna(text) else str(text) for text in frame["text"]]
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line} is not UTF-8 text") from None
-    return split_lines(text)
+    """Every text of a file or standard input (prediction itself reads them chunk by chunk)."""
+    return [text for chunk in text_chunks(source, text_column, CHUNK) for text in chunk]
 
 
-def split_lines(text: str) -> list[str]:
-    """Lines cut at \n (and \r\n) only: str.splitlines would also cut inside texts at \x85, \u2028, ..."""
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+def count_rows(source: str) -> int | None:
+    """About how many texts a file holds, for the progress bar: Parquet's row count, else its lines
+    (counted in one pass over the bytes); None for standard input."""
+    if source == "-" or not Path(source).is_file():
+        return None
+    if Path(source).suffix.lower() == ".parquet":
+        return pq.ParquetFile(source).metadata.num_rows
+    lines = 0
+    with open(source, "rb") as handle:
+        while block := handle.read(1 << 24):
+            lines += block.count(b"\n")
+    header = Path(source).suffix.lower() in {".csv", ".tsv", ".tab"}
+    return max(lines - header, 0)
 
 
 def predictions_frame(
@@ -75,33 +153,49 @@ def output_format(output: str) -> str:
     return suffix
 
 
-def write_predictions(
-    output: str, texts: list[str], labels: list[Any], probabilities: np.ndarray, id2label: dict[int, str]
-) -> None:
-    kind = output_format(output)
-    if kind == "stdout":
-        predictions_frame(texts, labels, probabilities, id2label).to_csv(sys.stdout, index=False)
-        return
-    path = Path(output)
-    if kind == "jsonl":
+class PredictionWriter:
+    """Appends chunks of predictions to a CSV (one header) or JSONL file, or CSV on standard output."""
 
-        def write(target: Path) -> None:
-            with target.open("w", encoding="utf-8") as handle:
+    def __init__(self, target: Path | None, kind: str, id2label: dict[int, str]) -> None:
+        self.target, self.kind, self.id2label, self.rows = target, kind, id2label, 0
+
+    def write(self, texts: list[str], labels: list[Any], probabilities: np.ndarray) -> None:
+        first = self.rows == 0
+        self.rows += len(texts)
+        if self.kind == "jsonl":
+            with self.target.open("w" if first else "a", encoding="utf-8") as handle:
                 for text, label, row in zip(texts, labels, probabilities):
-                    probs = {id2label[i]: round(float(p), 6) for i, p in enumerate(row)}
+                    probs = {self.id2label[i]: round(float(p), 6) for i, p in enumerate(row)}
                     handle.write(
                         json.dumps({"text": text, "label": label, "probabilities": probs}, ensure_ascii=False) + "\n"
                     )
+            return
+        frame = predictions_frame(texts, labels, probabilities, self.id2label)
+        if self.target is None:
+            frame.to_csv(sys.stdout, index=False, header=first)
+        else:
+            frame.to_csv(self.target, index=False, header=first, mode="w" if first else "a")
+
+
+def write_output(output: str, id2label: dict[int, str], fill: Callable[[PredictionWriter], None]) -> None:
+    """`fill(writer)` writes every chunk; a file is written beside `output` and renamed at the end, so a
+    killed or failed run leaves no part of one (and the previous file, if any, untouched)."""
+    kind = output_format(output)
+    if kind == "stdout":
+        fill(PredictionWriter(None, "csv", id2label))
     else:
+        write_atomically(Path(output), lambda target: fill(PredictionWriter(target, kind, id2label)))
 
-        def write(target: Path) -> None:
-            predictions_frame(texts, labels, probabilities, id2label).to_csv(target, index=False)
 
-    write_atomically(path, write)
+def write_predictions(
+    output: str, texts: list[str], labels: list[Any], probabilities: np.ndarray, id2label: dict[int, str]
+) -> None:
+    write_output(output, id2label, lambda writer: writer.write(texts, labels, probabilities))
 
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
-    """Read, predict, write; return counts and throughput."""
+    """Read, predict and write chunk by chunk (memory bounded whatever the input's size); return counts
+    and throughput."""
     output_format(str(cfg.output))
     predictor = Predictor.from_checkpoint(
         cfg.ckpt_path,
@@ -112,14 +206,23 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         device=cfg.device,
         quantize=cfg.quantize,
     )
-    texts = read_texts(str(cfg.input), cfg.text_column)
-    if not texts:
-        raise DataError(f"{cfg.input}: no texts to predict")
+    source, texts = str(cfg.input), 0
     start = time.perf_counter()
-    probabilities = predictor.predict_proba(texts, show_progress=len(texts) >= 2_000)
+
+    def fill(writer: PredictionWriter) -> None:
+        nonlocal texts
+        with TextProgress("predicting", count_rows(source)) as progress:
+            for chunk in text_chunks(source, cfg.text_column, cfg.chunk_size):
+                probabilities = predictor.predict_proba(chunk)
+                writer.write(chunk, predictor.labels_of(probabilities), probabilities)
+                progress.advance(len(chunk))
+        if writer.rows == 0:
+            raise DataError(f"{source}: no texts to predict")
+        texts = writer.rows
+
+    write_output(str(cfg.output), predictor.id2label, fill)
     seconds = time.perf_counter() - start
-    write_predictions(str(cfg.output), texts, predictor.labels_of(probabilities), probabilities, predictor.id2label)
-    stats = {"texts": len(texts), "seconds": round(seconds, 3), "texts_per_second": round(len(texts) / seconds, 1)}
+    stats = {"texts": texts, "seconds": round(seconds, 3), "texts_per_second": round(texts / seconds, 1)}
     log.info(
         f"predicted {stats['texts']} texts in {stats['seconds']} s ({stats['texts_per_second']} texts/s) "
         f"-> {cfg.output}"

@@ -1,9 +1,10 @@
-"""Where the text comes from: packaged datasets and the user's own files.
+"""Where the text comes from: packaged datasets, the user's own files, and Hugging Face datasets.
 
 Each source returns a `Splits` mapping of split name ("train", "val", "test") to a DataFrame with a
 `text` and a `label` column. A source that has no split of its own returns only "train" and the data
-module splits it. Packaged datasets are found with `importlib.util.find_spec` and read as files: their
-packages are never imported (their declared dependencies pull TensorFlow, Qt and more).
+module splits it. Hugging Face datasets (`data=hf`) are read by `hf_datasets`. Packaged datasets are found
+with `importlib.util.find_spec` and read as files: their packages are never imported (their declared
+dependencies pull TensorFlow, Qt and more).
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from textclf.errors import DataError
+from textclf.errors import DataError, SettingError
+
+if TYPE_CHECKING:
+    from textclf.hf_datasets import HubDataset
 
 Splits = dict[str, pd.DataFrame]
 
@@ -149,9 +154,16 @@ def read_table(path: str | Path, text_column: str, label_column: str | None) -> 
 SPLITS = ("train", "val", "test")
 
 
+def plain(value: Any) -> Any:
+    """A config value as plain Python (checkpoints are read back with weights_only, which refuses
+    OmegaConf objects)."""
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
 @dataclass(frozen=True)
 class Source:
-    """Where the rows come from: a packaged dataset by name, or `files` with the user's paths and columns."""
+    """Where the rows come from: a packaged dataset by name, `files` with the user's paths and columns, or
+    `hf` with a Hugging Face dataset (`hub`)."""
 
     name: str
     train_file: str | None = None
@@ -159,29 +171,51 @@ class Source:
     test_file: str | None = None
     text_column: str = "text"
     label_column: str = "label"
+    hub: HubDataset | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in PACKAGED and self.name != "files":
+        if self.name not in PACKAGED and self.name not in ("files", "hf"):
             raise DataError(
-                f"data.source: unknown source '{self.name}' (choose one of {', '.join([*PACKAGED, 'files'])})"
+                f"data.source: unknown source '{self.name}' (choose one of {', '.join([*PACKAGED, 'files', 'hf'])})"
             )
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Source:
         """The source a data config (or a data module's hyper-parameters) names."""
         fields = ("train_file", "val_file", "test_file", "text_column", "label_column")
-        return cls(settings["source"], **{key: settings[key] for key in fields if settings.get(key) is not None})
+        hub = None
+        if settings["source"] == "hf":
+            try:
+                from textclf.hf_datasets import HubDataset
+            except ImportError:
+                raise SettingError("data=hf needs the hf extra: pip install 'textclf[hf]'") from None
+            hub = HubDataset.from_settings(settings)
+        return cls(
+            settings["source"], hub=hub, **{key: settings[key] for key in fields if settings.get(key) is not None}
+        )
 
     def file(self, split: str) -> str | None:
         return getattr(self, f"{split}_file") if self.name == "files" else None
 
     def where(self, split: str) -> str:
-        """How an error names a split: its file, when it has one."""
+        """How an error names a split: its file or dataset, when it has one."""
+        if self.hub is not None:
+            return self.hub.where(split)
         path = self.file(split)
         return f"{path} ({split})" if path else split
 
+    def label_names(self) -> list[str] | None:
+        """The label names in the source's own order where it defines them (a ClassLabel feature)."""
+        return self.hub.label_names(self.label_column) if self.hub is not None else None
+
+    def fingerprint(self) -> str | None:
+        """What identifies the rows without reading them, where the source knows (a Hugging Face dataset)."""
+        return self.hub.fingerprint(self.text_column, self.label_column) if self.hub is not None else None
+
     def read(self, train_required: bool = True) -> Splits:
         """The raw splits, each with `text` and `label` columns."""
+        if self.hub is not None:
+            return self.hub.read(self.text_column, self.label_column, train_required)
         if self.name != "files":
             return PACKAGED[self.name]()
         if train_required and not self.train_file:

@@ -6,6 +6,8 @@ tuple of label names (one name unless the data is multi-label).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,7 +33,8 @@ def row_labels(value: Any, delimiter: str | None) -> tuple[str, ...]:
 def clean_split(frame: pd.DataFrame, where: str, empty_texts: str) -> pd.DataFrame:
     """Drop (or refuse) empty and missing texts, and refuse missing labels, naming the row."""
     text = frame["text"].astype("str")  # Arrow-backed; string checks run in Arrow, not per Python object
-    empty = text.isna() | (text.str.strip() == "")
+    # whitespace-only, without a stripped copy of every text
+    empty = text.isna() | (text.str.len() == 0) | text.str.isspace()
     if empty.any():
         if empty_texts == "error":
             raise DataError(
@@ -119,11 +122,27 @@ def prepare(
     return splits
 
 
+ROW_SETTINGS = ("label_delimiter", "empty_texts", "val_fraction", "test_fraction", "split_seed", "max_train_examples")
+
+
+def row_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that decide which rows each split holds (the fold ones are absent from older checkpoints)."""
+    return {key: settings[key] for key in ROW_SETTINGS} | {key: settings.get(key) for key in ("fold", "folds")}
+
+
 def read(settings: Mapping[str, Any], multi_label: bool, train_required: bool = True) -> tuple[Source, Splits]:
     """The source and the prepared splits that data settings describe: a data config (`data.*`) or a
     data module's hyper-parameters."""
     source = Source.from_settings(settings)
     raw = source.read(train_required)
-    options = ("label_delimiter", "empty_texts", "val_fraction", "test_fraction", "split_seed", "max_train_examples")
-    folds = {key: settings.get(key) for key in ("fold", "folds")}
-    return source, prepare(raw, source, multi_label=multi_label, **{key: settings[key] for key in options}, **folds)
+    return source, prepare(raw, source, multi_label=multi_label, **row_settings(settings))
+
+
+def split_fingerprint(source: Source, settings: Mapping[str, Any], multi_label: bool, split: str) -> str | None:
+    """What identifies the rows of one prepared split without reading them: the source's fingerprint
+    (a Hugging Face dataset's) and the settings that clean and split it; None for other sources."""
+    fingerprint = source.fingerprint()
+    if fingerprint is None:
+        return None
+    identity = [fingerprint, split, multi_label, row_settings(settings)]
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]

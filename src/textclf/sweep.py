@@ -85,6 +85,7 @@ def run_trial(
     seed: int,
     run_dir: Path,
     callbacks: list[Any],
+    group: str,
 ) -> dict[str, Any]:
     """One `textclf-train` run, in-process, in `run_dir`."""
     from textclf.train import train
@@ -94,6 +95,7 @@ def run_trial(
         *(f"{key}={value}" for key, value in params.items()),
         f"seed={seed}",
         f"paths.output_dir={run_dir}",
+        f"run_group={group}",  # the trials' runs in MLflow or W&B are grouped by the study
     ]
     metrics, _ = train(hydra.compose("train", overrides=overrides), callbacks=callbacks)
     return metrics
@@ -173,7 +175,7 @@ def sweep(cfg: DictConfig, train_overrides: list[str]) -> dict[str, Any]:
         started = time.perf_counter()
         with trials.heartbeat(study, trial, settings.heartbeat_seconds):
             try:
-                metrics = run_trial(train_overrides, params, seed, run_dir, pruning)
+                metrics = run_trial(train_overrides, params, seed, run_dir, pruning, settings.study_name)
                 if settings.metric not in metrics:
                     raise ValueError(f"the run reported no '{settings.metric}' (it has: {', '.join(metrics)})")
             except Exception as error:  # noqa: BLE001 — any failure of one trial is recorded; the sweep goes on

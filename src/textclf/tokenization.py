@@ -71,19 +71,21 @@ def tokenize_cached(
     cache_dir: str | Path | None,
     truncation: str = "head",
     description: str = "tokenizing",
+    fingerprint: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token ids (flat) and offsets for `texts`, from the disk cache when the same texts, tokenizer,
-    `max_length` and truncation were tokenized before. The cache entry is written to a temporary folder
-    and renamed, so a killed run never leaves half an entry. Texts become Python strings one chunk at a
-    time, so a large corpus is never held as Python objects."""
+    `max_length` and truncation were tokenized before. The texts are identified by their `fingerprint`
+    where the caller knows one (a Hugging Face dataset's), else by hashing them. The cache entry is
+    written to a temporary folder and renamed, so a killed run never leaves half an entry. Texts become
+    Python strings one chunk at a time, so a large corpus is never held as Python objects."""
     texts = pd.Series(texts, dtype="str") if isinstance(texts, list) else texts
     chunks = [texts.iloc[start : start + TOKENIZE_CHUNK] for start in range(0, len(texts), TOKENIZE_CHUNK)]
     entry = None
     if cache_dir:  # no cache (prediction): no key to compute
         digest = hashlib.sha256(
-            json.dumps([CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length, truncation]).encode()
+            json.dumps([CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length, truncation, fingerprint]).encode()
         )
-        for chunk in chunks:
+        for chunk in chunks if fingerprint is None else ():
             digest.update("\0".join(chunk.tolist()).encode("utf-8", "surrogatepass") + b"\1")
         entry = Path(cache_dir) / digest.hexdigest()[:32]
         if (entry / "offsets.npy").is_file():

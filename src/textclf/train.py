@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from textclf import tracking
 from textclf.checkpoints import (
     AtomicCheckpointIO,
     RandomStateCheckpoint,
@@ -143,6 +144,9 @@ def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) ->
     log_hparams_with_metrics(trainer, cfg, metrics)
     if trainer.is_global_zero:
         write_json_atomically(output_dir / "metrics.json", {**metrics, "best_model_path": best_path})
+        if cfg.get("log_export") and best_path:
+            tracking.log_export(trainer.loggers, best_path)
+    tracking.finish(trainer.loggers)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
 
 

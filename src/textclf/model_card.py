@@ -1,0 +1,168 @@
+"""The `README.md` model card of a Hugging Face export: YAML metadata the hub reads (`pipeline_tag`,
+`base_model`, `model-index` with the test metrics), then the labels, data, training settings, how to load
+it and its limitations, all from what the checkpoint carries. The test metrics are those of the run that
+wrote the checkpoint (`metrics.json` in its run dir), when it is still beside it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from textclf.module import TextClassifier
+
+# textclf's test metrics as the hub's metric types
+HUB_METRICS = {
+    "test/acc": ("accuracy", "Test accuracy"),
+    "test/f1": ("f1", "Test F1 (macro)"),
+    "test/f1_micro": ("f1", "Test F1 (micro)"),
+    "test/precision": ("precision", "Test precision (macro)"),
+    "test/recall": ("recall", "Test recall (macro)"),
+}
+
+
+def run_test_metrics(checkpoint: str | Path) -> dict[str, float]:
+    """The test metrics in `metrics.json` of the run dir holding `checkpoint` (run/checkpoints/x.ckpt)."""
+    path = Path(checkpoint).resolve().parent.parent / "metrics.json"
+    if not path.is_file():
+        return {}
+    metrics = json.loads(path.read_text())
+    return {key: float(value) for key, value in metrics.items() if key in HUB_METRICS}
+
+
+def base_model(model: TextClassifier) -> str | None:
+    """The hub name of the encoder it was fine-tuned from; None for a local folder."""
+    pretrained = str(model.net.spec.get("pretrained", ""))
+    if pretrained == "all-MiniLM-L6-v2":
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return pretrained if pretrained and not Path(pretrained).expanduser().exists() else None
+
+
+def dataset_name(data: dict[str, Any]) -> str:
+    """The data it was trained on, as a user would name it."""
+    source = data.get("source", "unknown")
+    if source == "hf":
+        return str(data.get("path") or Path(str(data.get("from_disk"))).name)
+    if source == "files":
+        return Path(str(data.get("train_file"))).name
+    return str(source)
+
+
+def metadata(model: TextClassifier, metrics: dict[str, float], name: str) -> dict[str, Any]:
+    data = model.data_hparams
+    card: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": "text-classification"}
+    if base := base_model(model):
+        card["base_model"] = base
+    card["tags"] = ["textclf", "text-classification"] + (["multi-label"] if model.task.multi_label else [])
+    if data.get("source") == "hf" and data.get("path") and not Path(str(data["path"])).exists():
+        card["datasets"] = [str(data["path"])]
+    if metrics:
+        card["metrics"] = sorted({HUB_METRICS[key][0] for key in metrics})
+        dataset = {"name": dataset_name(data), "type": dataset_name(data), "split": "test"}
+        card["model-index"] = [
+            {
+                "name": name,
+                "results": [
+                    {
+                        "task": {"type": "text-classification", "name": "Text Classification"},
+                        "dataset": dataset,
+                        "metrics": [
+                            {"type": HUB_METRICS[key][0], "value": round(value, 4), "name": HUB_METRICS[key][1]}
+                            for key, value in metrics.items()
+                        ],
+                    }
+                ],
+            }
+        ]
+    return card
+
+
+def model_card(model: TextClassifier, checkpoint: str | Path, name: str) -> str:
+    """The card's text: YAML front matter, then Markdown."""
+    metrics = run_test_metrics(checkpoint)
+    data, hp, spec = model.data_hparams, model.hparams, model.net.spec
+    base = base_model(model) or str(spec.get("pretrained"))
+    kind = "multi-label" if model.task.multi_label else "single-label"
+    labels = "\n".join(f"| {index} | {label} |" for index, label in model.id2label.items())
+    results = "\n".join(f"| {HUB_METRICS[key][1]} | {value:.4f} |" for key, value in metrics.items())
+    truncation = data.get("truncation", "head")
+    limit = (
+        "A label is predicted when its probability reaches the threshold: the threshold trades precision for recall."
+        if model.task.multi_label
+        else f"It always answers with one of its {len(model.id2label)} labels; it cannot say that a text fits none."
+    )
+    decision = (
+        f"every label whose sigmoid probability reaches {hp.threshold}"
+        if model.task.multi_label
+        else "the most probable label"
+    )
+    return f"""---
+{yaml.safe_dump(metadata(model, metrics, name), sort_keys=False, allow_unicode=True).strip()}
+---
+
+# {name}
+
+A {kind} text classifier with {len(model.id2label)} labels, fine-tuned from `{base}` with textclf
+(PyTorch Lightning + Hydra). It predicts {decision}.
+
+## Labels
+
+| id | label |
+|---|---|
+{labels}
+
+## Data
+
+- dataset: {dataset_name(data)} (textclf source `{data.get("source", "unknown")}`)
+- texts longer than {data.get("max_length")} tokens are truncated, keeping the {truncation.replace("_", " and ")}
+- validation and test rows: the dataset's own splits where it has them, else split off the training rows
+  (val {data.get("val_fraction")}, test {data.get("test_fraction")}, split seed {data.get("split_seed")})
+
+## Training settings
+
+| setting | value |
+|---|---|
+| head | {spec.get("head")} |
+| learning rate | {hp.lr} |
+| weight decay | {hp.weight_decay} |
+| warm-up fraction | {hp.warmup_fraction} |
+| batch size | {data.get("batch_size")} |
+| class weights | {"yes" if hp.class_weights else "no"} |
+| LoRA | {"merged into the weights" if spec.get("peft") else "no"} |
+
+## Results
+
+{
+        ("| metric | value |" + chr(10) + "|---|---|" + chr(10) + results)
+        if metrics
+        else "No test metrics were found beside the checkpoint."
+    }
+
+## How to use
+
+```python
+from transformers import pipeline
+
+classifier = pipeline("text-classification", model="PATH_OR_HUB_NAME", truncation=True{
+        ", top_k=None" if model.task.multi_label else ""
+    })
+classifier("a text to classify")
+```
+
+`truncation=True` cuts long texts where training did (the tokenizer carries `model_max_length`
+{data.get("max_length")}).
+
+## Limitations
+
+- Trained and tested on {dataset_name(data)} only: texts of another domain, style or language may be
+  classified worse than the results above say.
+- {limit}
+- Tokens past {data.get("max_length")} are not read.
+"""
+
+
+def write(model: TextClassifier, checkpoint: str | Path, directory: Path, name: str) -> None:
+    """`README.md` in `directory`, the export of `checkpoint` called `name`."""
+    (directory / "README.md").write_text(model_card(model, checkpoint, name), encoding="utf-8")

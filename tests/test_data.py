@@ -133,7 +133,7 @@ def test_bucket_sampler_shards_disjointly_across_ranks() -> None:
 def test_tokenization_runs_once_and_is_then_read_from_the_cache(tiny_model_dir: Path, tmp_path: Path) -> None:
     tokenizer = load_tokenizer(str(tiny_model_dir))
     texts = toy_reviews(100)["text"].tolist()
-    ids, offsets = tokenize_cached(texts, tokenizer, 32, tmp_path)
+    ids, offsets, _ = tokenize_cached(texts, tokenizer, 32, tmp_path)
     assert len(list(tmp_path.iterdir())) == 1
 
     class Refusing:  # same fingerprint, but tokenizing again would fail
@@ -142,7 +142,7 @@ def test_tokenization_runs_once_and_is_then_read_from_the_cache(tiny_model_dir: 
         def __call__(self, *args, **kwargs):
             raise AssertionError("tokenized again")
 
-    cached_ids, cached_offsets = tokenize_cached(texts, Refusing(), 32, tmp_path)
+    cached_ids, cached_offsets, _ = tokenize_cached(texts, Refusing(), 32, tmp_path)
     np.testing.assert_array_equal(ids, cached_ids)
     np.testing.assert_array_equal(offsets, cached_offsets)
     tokenize_cached(texts, tokenizer, 16, tmp_path)  # another max_length is another entry
@@ -150,13 +150,16 @@ def test_tokenization_runs_once_and_is_then_read_from_the_cache(tiny_model_dir: 
 
 
 def test_collator_keeps_row_indices_for_reordering_and_pads_to_the_multiple() -> None:
-    examples = [(np.array([5, 6, 7]), 1, 4), (np.array([5]), 0, 9)]
+    examples = [(np.array([5, 6, 7]), 1, 4, -1), (np.array([5]), 0, 9, -1)]
     batch = PadCollator(0, pad_to_multiple_of=1)(examples)
     assert batch["index"].tolist() == [4, 9]
     assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
     batch = PadCollator(0, pad_to_multiple_of=4)(examples)
     assert batch["input_ids"].tolist() == [[5, 6, 7, 0], [5, 0, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
+    assert "token_type_ids" not in batch
+    pairs = [(np.array([5, 6, 7, 8]), 1, 0, 2), (np.array([5, 6]), 0, 1, 1)]  # first segments of 2 and 1
+    assert PadCollator(0, pad_to_multiple_of=1)(pairs)["token_type_ids"].tolist() == [[0, 0, 1, 1], [0, 1, 0, 0]]
 
 
 def write(path: Path, text: str | bytes) -> Path:

@@ -9,20 +9,26 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+Example = tuple[np.ndarray, np.ndarray, int, int]
+
 
 class TokenizedSplit(Dataset):
     """Token ids of one split as a flat int32 array plus offsets (memory-mapped when cached), and targets:
-    class indices, or multi-hot rows for multi-label data."""
+    class indices, multi-hot rows for multi-label data, or numbers for regression. Text pairs also have
+    `segments`, the length of each first segment (its tokens have token type 0, the rest type 1)."""
 
-    def __init__(self, input_ids: np.ndarray, offsets: np.ndarray, labels: np.ndarray) -> None:
-        self.input_ids, self.offsets, self.labels = input_ids, offsets, labels
+    def __init__(
+        self, input_ids: np.ndarray, offsets: np.ndarray, labels: np.ndarray, segments: np.ndarray | None = None
+    ) -> None:
+        self.input_ids, self.offsets, self.labels, self.segments = input_ids, offsets, labels, segments
         self.lengths = np.diff(offsets)
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
-        return self.input_ids[self.offsets[index] : self.offsets[index + 1]], self.labels[index], index
+    def __getitem__(self, index: int) -> Example:
+        first = int(self.segments[index]) if self.segments is not None else -1
+        return self.input_ids[self.offsets[index] : self.offsets[index + 1]], self.labels[index], index, first
 
 
 class PadCollator:
@@ -34,19 +40,23 @@ class PadCollator:
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int = 8) -> None:
         self.pad_token_id, self.pad_to_multiple_of = pad_token_id, pad_to_multiple_of
 
-    def __call__(self, examples: list[tuple[np.ndarray, np.ndarray, int]]) -> dict[str, torch.Tensor]:
-        longest = -(-max(len(ids) for ids, _, _ in examples) // self.pad_to_multiple_of) * self.pad_to_multiple_of
+    def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        longest = -(-max(len(example[0]) for example in examples) // self.pad_to_multiple_of) * self.pad_to_multiple_of
         input_ids = np.full((len(examples), longest), self.pad_token_id, dtype=np.int64)
         attention_mask = np.zeros((len(examples), longest), dtype=np.int64)
-        for row, (ids, _, _) in enumerate(examples):
+        for row, (ids, *_) in enumerate(examples):
             input_ids[row, : len(ids)] = ids
             attention_mask[row, : len(ids)] = 1
-        return {
+        batch = {
             "input_ids": torch.from_numpy(input_ids),
             "attention_mask": torch.from_numpy(attention_mask),
-            "labels": torch.from_numpy(np.stack([label for _, label, _ in examples])),
-            "index": torch.tensor([index for _, _, index in examples]),
+            "labels": torch.from_numpy(np.stack([example[1] for example in examples])),
+            "index": torch.tensor([example[2] for example in examples]),
         }
+        if examples[0][3] >= 0:  # text pairs: token type 1 from the second segment to the last real token
+            firsts = np.array([example[3] for example in examples])[:, None]
+            batch["token_type_ids"] = torch.from_numpy((np.arange(longest)[None, :] >= firsts) * attention_mask)
+        return batch
 
 
 class LengthBucketBatchSampler(Sampler[list[int]]):

@@ -49,6 +49,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         test_file: str | None = None,
         text_column: str = "text",
         label_column: str = "label",
+        text_pair_column: str | None = None,
         path: str | None = None,
         config_name: str | None = None,
         data_files: str | list[str] | dict[str, Any] | None = None,
@@ -61,7 +62,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         folds: int | None = None,
     ) -> None:
         super().__init__()
-        check_truncation(truncation)
+        check_truncation(truncation, pairs=text_pair_column is not None)
         # plain values in the hyper-parameters: checkpoints are read back with weights_only
         data_files, splits = plain(data_files), plain(splits)
         self.save_hyperparameters(logger=False)
@@ -89,7 +90,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         else:
             self.labels.check(self.frames, self.source.where)
         for split, frame in self.frames.items():
-            input_ids, offsets = tokenize_cached(
+            input_ids, offsets, segments = tokenize_cached(
                 frame["text"],
                 self.tokenizer,
                 hp.max_length,
@@ -97,8 +98,9 @@ class TextClassificationDataModule(L.LightningDataModule):
                 hp.truncation,
                 f"tokenizing {split}",
                 fingerprint=splits.split_fingerprint(self.source, hp, hp.multi_label, split),
+                pairs=frame["text_pair"] if self.source.pairs else None,
             )
-            self.datasets[split] = TokenizedSplit(input_ids, offsets, self.labels.encode(frame["label"]))
+            self.datasets[split] = TokenizedSplit(input_ids, offsets, self.labels.encode(frame["label"]), segments)
 
     def class_weights(self) -> list[float]:
         return self.labels.class_weights(self.datasets["train"].labels)

@@ -5,8 +5,9 @@
 
 `hf` writes `AutoModelForSequenceClassification` weights (safetensors) with `id2label`, the tokenizer and a
 `README.md` model card (model_card.py): `transformers.pipeline("text-classification", model=DIR)` loads it.
-`onnx` writes `model.onnx` (inputs `input_ids` and `attention_mask`, output `logits`, dynamic batch and
-sequence axes) and the tokenizer.
+`onnx` writes `model.onnx` (inputs `input_ids` and `attention_mask`, and `token_type_ids` for a model of text
+pairs whose tokenizer has them; output `logits`; dynamic batch and sequence axes) and the tokenizer.
+A model of text pairs takes `{"text": ..., "text_pair": ...}` in the pipeline.
 Each export is checked against the checkpoint's own outputs before it is written in place.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +25,6 @@ from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
     PreTrainedModel,
-    PreTrainedTokenizerBase,
 )
 
 from textclf import model_card
@@ -34,6 +35,7 @@ from textclf.files import os_error_reason
 from textclf.log import log
 from textclf.module import TextClassifier
 from textclf.network import model_class
+from textclf.tokenization import uses_token_types
 
 PROBE_TEXTS = [
     "a short one",
@@ -44,13 +46,24 @@ PROBE_TEXTS = [
 TOLERANCE = 1e-4
 
 
-def probe_batch(tokenizer: PreTrainedTokenizerBase) -> dict[str, torch.Tensor]:
-    return dict(tokenizer(PROBE_TEXTS, padding=True, return_tensors="pt", return_token_type_ids=False))
+def reads_token_types(model: TextClassifier) -> bool:
+    """A model of text pairs whose tokenizer marks the second text with token type ids: its exports take them."""
+    return model.data_hparams.get("text_pair_column") is not None and uses_token_types(model.tokenizer)
+
+
+def probe_batch(model: TextClassifier, texts: list[str] = PROBE_TEXTS, tensors: str = "pt") -> dict[str, Any]:
+    """The tokenizer's encoding of probe texts, or of probe pairs (each text with the next) for a pair model."""
+    pairs = texts[1:] + texts[:1] if model.data_hparams.get("text_pair_column") is not None else None
+    return dict(
+        model.tokenizer(
+            texts, pairs, padding=True, return_tensors=tensors, return_token_type_ids=reads_token_types(model)
+        )
+    )
 
 
 def reference_logits(model: TextClassifier, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     with torch.inference_mode():
-        return model(batch["input_ids"], batch["attention_mask"]).float()
+        return model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")).float()
 
 
 def check_close(actual: torch.Tensor | np.ndarray, expected: torch.Tensor, what: str) -> None:
@@ -108,7 +121,7 @@ def hf_model(model: TextClassifier) -> PreTrainedModel:
 def to_hf(model: TextClassifier, directory: Path) -> None:
     """A Hugging Face model directory that `pipeline("text-classification")` loads, checked against the
     checkpoint's own logits."""
-    batch = probe_batch(model.tokenizer)
+    batch = probe_batch(model)
     expected = reference_logits(model, batch)
     exported = hf_model(model)
     with torch.inference_mode():
@@ -124,8 +137,10 @@ class LogitsOnly(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids, attention_mask)
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.model(input_ids, attention_mask, token_type_ids)
 
 
 def to_onnx(model: TextClassifier, directory: Path, opset: int) -> None:
@@ -134,23 +149,24 @@ def to_onnx(model: TextClassifier, directory: Path, opset: int) -> None:
     except ImportError:
         raise SettingError("format=onnx needs the export extra: pip install 'textclf[export]'") from None
 
-    batch = probe_batch(model.tokenizer)
+    batch = probe_batch(model)
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if reads_token_types(model) else [])
     path = directory / "model.onnx"
     sequence, batch_axis = torch.export.Dim("sequence", max=4096), torch.export.Dim("batch")
     torch.onnx.export(
         LogitsOnly(model).eval(),
-        (batch["input_ids"], batch["attention_mask"]),
+        tuple(batch[name] for name in names),
         str(path),
         dynamo=True,
-        input_names=["input_ids", "attention_mask"],
+        input_names=names,
         output_names=["logits"],
         opset_version=opset,
-        dynamic_shapes={"input_ids": {0: batch_axis, 1: sequence}, "attention_mask": {0: batch_axis, 1: sequence}},
+        dynamic_shapes={name: {0: batch_axis, 1: sequence} for name in names},
         external_data=False,
     )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for texts in (PROBE_TEXTS, PROBE_TEXTS[:1]):  # other batch and sequence sizes than the traced ones
-        inputs = dict(model.tokenizer(texts, padding=True, return_tensors="np", return_token_type_ids=False))
+        inputs = probe_batch(model, texts, "np")
         (logits,) = session.run(["logits"], {name: value.astype(np.int64) for name, value in inputs.items()})
         check_close(
             logits, reference_logits(model, {k: torch.from_numpy(v) for k, v in inputs.items()}), "the ONNX export"

@@ -163,24 +163,31 @@ class HubDataset:
         feature = self.label_feature(label_column)
         return list(feature.names) if feature is not None else None
 
-    def fingerprint(self, text_column: str, label_column: str) -> str:
+    def fingerprint(self, text_column: str, label_column: str, text_pair_column: str | None = None) -> str:
         """What identifies the rows read: each mapped split's fingerprint and the columns taken."""
         parts = {
             split: [name, self.dataset[name]._fingerprint]
             for split, name in self.split_names
             if name is not None and name in self.dataset
         }
-        payload = json.dumps([parts, text_column, label_column], sort_keys=True)
+        columns = [text_column, label_column, *([text_pair_column] if text_pair_column else [])]
+        payload = json.dumps([parts, *columns], sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
-    def read(self, text_column: str, label_column: str | None, train_required: bool = True) -> Splits:
-        """`text` (Arrow-backed, not copied) and `label` (names) frames of the mapped splits."""
+    def read(
+        self,
+        text_column: str,
+        label_column: str | None,
+        train_required: bool = True,
+        text_pair_column: str | None = None,
+    ) -> Splits:
+        """`text` (and `text_pair`; Arrow-backed, not copied) and `label` (names) frames of the mapped splits."""
         label_feature = self.label_feature(label_column) if label_column else None
         frames = {}
         for split in ("train", "val", "test"):
             dataset = self.split(split, train_required)
             if dataset is not None:
-                frames[split] = self.frame(dataset, split, text_column, label_column, label_feature)
+                frames[split] = self.frame(dataset, split, text_column, label_column, label_feature, text_pair_column)
         return frames
 
     def frame(
@@ -190,8 +197,9 @@ class HubDataset:
         text_column: str,
         label_column: str | None,
         label_feature: datasets.ClassLabel | None,
+        text_pair_column: str | None = None,
     ) -> pd.DataFrame:
-        wanted = [text_column] + ([label_column] if label_column else [])
+        wanted = [text_column] + [column for column in (text_pair_column, label_column) if column]
         missing = [column for column in wanted if column not in dataset.column_names]
         if missing:
             raise DataError(
@@ -201,16 +209,22 @@ class HubDataset:
             raise DataError(f"{self.where(split)}: no data rows")
         # a slice of the memory-mapped table: no copy (a gather where the dataset has an indices mapping)
         table = dataset.select_columns(wanted).with_format("arrow")[:]
-        text = table.column(text_column)
+        frame = pd.DataFrame({"text": self.text_values(table, split, text_column)})
+        if text_pair_column:
+            frame["text_pair"] = self.text_values(table, split, text_pair_column)
+        if label_column:
+            frame["label"] = label_values(table.column(label_column), label_feature)
+        return frame
+
+    def text_values(self, table: pa.Table, split: str, column: str) -> pd.Series:
+        """A text column as Arrow-backed strings; other types cast to text where Arrow can."""
+        text = table.column(column)
         if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
             try:
                 text = pc.cast(text, pa.large_string())
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                raise DataError(f"{self.where(split)}: column '{text_column}' holds {text.type}, not text") from None
-        frame = pd.DataFrame({"text": text.to_pandas()})
-        if label_column:
-            frame["label"] = label_values(table.column(label_column), label_feature)
-        return frame
+                raise DataError(f"{self.where(split)}: column '{column}' holds {text.type}, not text") from None
+        return text.to_pandas()
 
 
 def label_values(column: pa.ChunkedArray, feature: datasets.ClassLabel | None) -> Any:

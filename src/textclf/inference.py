@@ -17,12 +17,13 @@ from torch.utils.data import DataLoader
 from textclf import batching
 from textclf.batching import LengthBucketBatchSampler, TokenizedSplit
 from textclf.checkpoints import load_classifier
-from textclf.errors import CheckpointError, SettingError
+from textclf.errors import CheckpointError, DataError, SettingError
 from textclf.log import log
 from textclf.module import TextClassifier
 from textclf.precision import inference_precision
 from textclf.tokenization import check_truncation, tokenize_cached
 
+BATCH_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 PRECISIONS = ("auto", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "32-true")
 
 
@@ -62,7 +63,9 @@ class Predictor:
         self.batch_size = self.rows_per_forward = batch_size
         self.max_length = max_length or model.data_hparams.get("max_length") or self.tokenizer.model_max_length
         self.truncation = truncation or model.data_hparams.get("truncation", "head")
-        check_truncation(self.truncation)
+        # the column of the second text when the model was trained on pairs (absent from older checkpoints)
+        self.text_pair_column: str | None = model.data_hparams.get("text_pair_column")
+        check_truncation(self.truncation, pairs=self.pairs)
         if precision not in PRECISIONS:
             raise SettingError(f"precision must be one of {', '.join(PRECISIONS)}, not '{precision}'")
         precision = inference_precision(precision)
@@ -92,6 +95,11 @@ class Predictor:
     def id2label(self) -> dict[int, str]:
         return self.model.id2label
 
+    @property
+    def pairs(self) -> bool:
+        """Whether the model reads pairs of texts."""
+        return self.text_pair_column is not None
+
     def logits(self, loader: DataLoader, total: int, show_progress: bool = False) -> np.ndarray:
         """Logits [examples, labels] in dataset order, whatever order the batches come in."""
         logits = np.zeros((total, len(self.id2label)), dtype=np.float32)
@@ -114,9 +122,9 @@ class Predictor:
         while start < len(batch["input_ids"]):
             rows = slice(start, start + self.rows_per_forward)
             try:
-                logits = self.model(
-                    batch["input_ids"][rows].to(self.device), batch["attention_mask"][rows].to(self.device)
-                )
+                # token type ids only for text pairs
+                inputs = [batch[name][rows].to(self.device) for name in BATCH_INPUTS if name in batch]
+                logits = self.model(*inputs)
             except RuntimeError as error:  # torch.OutOfMemoryError (CUDA) is a RuntimeError too
                 if not is_out_of_memory(error) or self.rows_per_forward == 1:
                     raise
@@ -139,18 +147,34 @@ class Predictor:
         cache_dir: str | None = None,
         batch_size: int | None = None,
         pad_to_multiple_of: int = 8,
+        pairs: pd.Series | list[str] | None = None,
     ) -> np.ndarray:
-        """Logits [texts, labels] in the order of `texts`: tokenized as the checkpoint was trained (through
-        the token cache when `cache_dir` is given), in length-sorted batches of `batch_size`."""
-        input_ids, offsets = tokenize_cached(texts, self.tokenizer, self.max_length, cache_dir, self.truncation)
-        dataset = TokenizedSplit(input_ids, offsets, np.zeros(len(texts), dtype=np.int64))
+        """Logits [texts, labels] in the order of `texts` (with `pairs`, the second text of each pair):
+        tokenized as the checkpoint was trained (through the token cache when `cache_dir` is given), in
+        length-sorted batches of `batch_size`."""
+        self.check_pairs(pairs)
+        input_ids, offsets, segments = tokenize_cached(
+            texts, self.tokenizer, self.max_length, cache_dir, self.truncation, pairs=pairs
+        )
+        dataset = TokenizedSplit(input_ids, offsets, np.zeros(len(texts), dtype=np.int64), segments)
         sampler = LengthBucketBatchSampler(dataset.lengths, batch_size or self.batch_size, shuffle=False)
         loader = batching.loader(dataset, sampler, self.tokenizer.pad_token_id, pad_to_multiple_of)
         return self.logits(loader, len(texts), show_progress)
 
-    def predict_proba(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
-        """Probabilities [texts, labels], in the order of `texts`."""
-        return self.probabilities(self.text_logits(texts, show_progress))
+    def check_pairs(self, pairs: pd.Series | list[str] | None) -> None:
+        """A pair model needs the second texts, a single-text model must not get them."""
+        if self.pairs and pairs is None:
+            raise DataError(
+                f"this model reads pairs of texts: give the second text of each (column '{self.text_pair_column}')"
+            )
+        if not self.pairs and pairs is not None:
+            raise DataError("this model reads single texts, not pairs (it was trained without data.text_pair_column)")
+
+    def predict_proba(
+        self, texts: list[str], show_progress: bool = False, pairs: list[str] | None = None
+    ) -> np.ndarray:
+        """Probabilities [texts, labels], in the order of `texts` (and their `pairs`, for a pair model)."""
+        return self.probabilities(self.text_logits(texts, show_progress, pairs=pairs))
 
     def labels_of(self, probabilities: np.ndarray) -> list[str | list[str]]:
         """Predicted label names: the most probable class, or every label over the threshold."""

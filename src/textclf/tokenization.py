@@ -19,7 +19,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from textclf.errors import DataError
 from textclf.pretrained import resolve_pretrained
 
-CACHE_FORMAT = 2  # bump when the cached arrays or the key change meaning
+CACHE_FORMAT = 3  # bump when the cached arrays or the key change meaning
 TOKENIZE_CHUNK = 10_000
 TRUNCATIONS = ("head", "tail", "head_tail")
 
@@ -31,9 +31,16 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def check_truncation(truncation: str) -> None:
+def check_truncation(truncation: str, pairs: bool = False) -> None:
     if truncation not in TRUNCATIONS:
         raise DataError(f"data.truncation must be one of {', '.join(TRUNCATIONS)}, not '{truncation}'")
+    if pairs and truncation == "head_tail":
+        raise DataError("data.truncation=head_tail is for single texts; text pairs are cut at their head or tail")
+
+
+def uses_token_types(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the model tells the two texts of a pair apart by token type ids (BERT does, RoBERTa not)."""
+    return "token_type_ids" in tokenizer.model_input_names
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -42,6 +49,25 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     spec.pop("truncation", None), spec.pop("padding", None)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def encode_pairs(
+    texts: list[str], pairs: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int, truncation: str = "head"
+) -> tuple[list[list[int]], list[int]]:
+    """Token ids of text pairs as the tokenizer joins them ([CLS] a [SEP] b [SEP] for BERT), at most
+    `max_length`, the longer text shortened first (at its head or tail), and the length of the first
+    segment: the positions from there on have token type 1."""
+    tokenizer.truncation_side = "left" if truncation == "tail" else "right"
+    encoded = tokenizer(
+        texts,
+        pairs,
+        truncation="longest_first",
+        max_length=max_length,
+        return_attention_mask=False,
+        return_token_type_ids=True,
+    )
+    # models without token types get all zeros: the whole pair is the first segment
+    return encoded["input_ids"], [types.count(0) for types in encoded["token_type_ids"]]
 
 
 def encode(
@@ -72,46 +98,63 @@ def tokenize_cached(
     truncation: str = "head",
     description: str = "tokenizing",
     fingerprint: str | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids (flat) and offsets for `texts`, from the disk cache when the same texts, tokenizer,
-    `max_length` and truncation were tokenized before. The texts are identified by their `fingerprint`
+    pairs: pd.Series | list[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Token ids (flat), offsets and, for text pairs (`pairs`: the second text of each), the length of
+    each first segment; from the disk cache when the same texts, tokenizer, `max_length` and truncation
+    were tokenized before. The texts are identified by their `fingerprint`
     where the caller knows one (a Hugging Face dataset's), else by hashing them. The cache entry is
     written to a temporary folder and renamed, so a killed run never leaves half an entry. Texts become
     Python strings one chunk at a time, so a large corpus is never held as Python objects."""
     texts = pd.Series(texts, dtype="str") if isinstance(texts, list) else texts
     chunks = [texts.iloc[start : start + TOKENIZE_CHUNK] for start in range(0, len(texts), TOKENIZE_CHUNK)]
+    if pairs is not None:
+        pairs = pd.Series(pairs, dtype="str") if isinstance(pairs, list) else pairs
+        pair_chunks = [pairs.iloc[start : start + TOKENIZE_CHUNK] for start in range(0, len(pairs), TOKENIZE_CHUNK)]
     entry = None
     if cache_dir:  # no cache (prediction): no key to compute
         digest = hashlib.sha256(
-            json.dumps([CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length, truncation, fingerprint]).encode()
+            json.dumps(
+                [CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length, truncation, fingerprint, pairs is not None]
+            ).encode()
         )
-        for chunk in chunks if fingerprint is None else ():
+        for chunk in (chunks + (pair_chunks if pairs is not None else [])) if fingerprint is None else ():
             digest.update("\0".join(chunk.tolist()).encode("utf-8", "surrogatepass") + b"\1")
         entry = Path(cache_dir) / digest.hexdigest()[:32]
         if (entry / "offsets.npy").is_file():
-            return np.load(entry / "input_ids.npy", mmap_mode="r"), np.load(entry / "offsets.npy")
+            segments = np.load(entry / "segments.npy") if pairs is not None else None
+            return np.load(entry / "input_ids.npy", mmap_mode="r"), np.load(entry / "offsets.npy"), segments
 
-    pieces, lengths = [], []
+    pieces, lengths, firsts = [], [], []
     with Progress(transient=True, disable=len(texts) < 4 * TOKENIZE_CHUNK) as progress:
         task = progress.add_task(description, total=len(texts))
-        for chunk in chunks:
-            encoded = encode(chunk.tolist(), tokenizer, max_length, truncation)
+        for number, chunk in enumerate(chunks):
+            if pairs is None:
+                encoded = encode(chunk.tolist(), tokenizer, max_length, truncation)
+            else:
+                encoded, first = encode_pairs(
+                    chunk.tolist(), pair_chunks[number].tolist(), tokenizer, max_length, truncation
+                )
+                firsts += first
             chunk_lengths = [len(ids) for ids in encoded]
             lengths += chunk_lengths  # one flat array per chunk, not one small array per text
             pieces.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32, count=sum(chunk_lengths)))
             progress.advance(task, len(encoded))
     input_ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
     offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    segments = np.array(firsts, dtype=np.int32) if pairs is not None else None
     if entry is not None:
         temporary = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
         temporary.mkdir(parents=True, exist_ok=True)
         np.save(temporary / "input_ids.npy", input_ids)
+        if segments is not None:
+            np.save(temporary / "segments.npy", segments)
         np.save(temporary / "offsets.npy", offsets)
         try:
             os.replace(temporary, entry)
         except OSError:  # another process wrote the same entry first
             shutil.rmtree(temporary, ignore_errors=True)
-    return input_ids, offsets
+    return input_ids, offsets, segments
 
 
 def tokenizer_files(tokenizer: PreTrainedTokenizerBase) -> dict[str, str]:

@@ -22,6 +22,10 @@ CONFIG_MODULE = "textclf.conf"
 CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
 # hydra/default.yaml names the run dir through it: a new one, or the run that `resume=` continues
 OmegaConf.register_new_resolver("textclf_run_dir", run_dir, replace=True)
+# the validation metric that picks the best checkpoint and stops early, by data.task (tasks.py's `monitor`)
+OmegaConf.register_new_resolver(
+    "textclf_monitor", lambda task: "pearson" if task == "regression" else "acc", replace=True
+)
 
 
 def command_main(function: Callable[[DictConfig], Any], config_name: str) -> Callable[[], Any]:

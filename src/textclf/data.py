@@ -6,13 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import numpy as np
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from textclf import batching, splits
 from textclf.batching import LengthBucketBatchSampler, TokenizedSplit
-from textclf.labels import LabelSet
+from textclf.errors import SettingError
+from textclf.labels import LabelSet, Scores
 from textclf.sources import Source, Splits, plain
+from textclf.tasks import TASKS
 from textclf.tokenization import check_truncation, load_tokenizer, tokenize_cached
 
 
@@ -40,6 +43,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         bucket_batches: int = 50,
         pad_to_multiple_of: int = 8,
         multi_label: bool = False,
+        task: str = "classification",
         label_delimiter: str | None = None,
         empty_texts: str = "drop",
         num_workers: int = 0,
@@ -70,7 +74,13 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.frames: Splits = {}
         self.datasets: dict[str, TokenizedSplit] = {}
-        self.labels = LabelSet(labels, multi_label) if labels else None
+        if task not in TASKS:
+            raise SettingError(f"data.task must be one of {', '.join(TASKS)}, not '{task}'")
+        if task == "regression" and multi_label:
+            raise SettingError("data.task=regression predicts one number per text: data.multi_label must be false")
+        self.labels: LabelSet | Scores | None = None
+        if labels:
+            self.labels = Scores(labels[0]) if task == "regression" else LabelSet(labels, multi_label)
         self.resume_position: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
 
     @property
@@ -83,6 +93,8 @@ class TextClassificationDataModule(L.LightningDataModule):
         hp = self.hparams
         self.tokenizer = load_tokenizer(hp.tokenizer)
         self.source, self.frames = splits.read(hp, hp.multi_label, train_required=self.labels is None)
+        if self.labels is None and hp.task == "regression":
+            self.labels = Scores()
         if self.labels is None:
             self.labels = LabelSet.from_splits(
                 self.frames, hp.multi_label, self.source.where, self.source.label_names()
@@ -104,6 +116,11 @@ class TextClassificationDataModule(L.LightningDataModule):
 
     def class_weights(self) -> list[float]:
         return self.labels.class_weights(self.datasets["train"].labels)
+
+    def target_scale(self) -> tuple[float, float]:
+        """The mean and standard deviation of the training targets (regression standardizes by them)."""
+        targets = self.datasets["train"].labels.astype(np.float64)
+        return float(targets.mean()), float(targets.std()) or 1.0
 
     def dataloader(self, split: str, shuffle: bool = False) -> DataLoader:
         """Length-bucketed batches of one split; shuffled (training) or sorted by length (evaluation)."""

@@ -3,7 +3,8 @@
     textclf-eval ckpt_path=outputs/train/runs/…/checkpoints/last.ckpt data=rotten_tomatoes
 
 Writes to its run dir: `metrics.json`, `per_class.csv` and `per_class.md` (precision, recall, F1 and
-support per label), `confusion_matrix.png` (also logged to TensorBoard), and `misclassified.csv`.
+support per label), `confusion_matrix.png` (also logged to TensorBoard), and `misclassified.csv`; for
+regression `metrics.json` and `errors.csv`.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from textclf.cli import command_main
 from textclf.errors import DataError
 from textclf.files import write_atomically, write_json_atomically
 from textclf.inference import Predictor
-from textclf.labels import LabelSet
+from textclf.labels import LabelSet, Scores
 from textclf.log import log
 from textclf.plots import confusion_figure
 from textclf.precision import resolve_precision
 
 
-def read_split(data: DictConfig, split: str, labels: LabelSet) -> pd.DataFrame:
+def read_split(data: DictConfig, split: str, labels: LabelSet | Scores) -> pd.DataFrame:
     """One split of a data config, prepared as for training (the same split of the same rows when the
     config matches), its labels checked against the checkpoint's."""
     source, frames = splits.read(data, labels.multi_label, train_required=False)
@@ -43,7 +44,7 @@ def metrics_of(model: Any, logits: np.ndarray, targets: np.ndarray) -> dict[str,
     """The model's own test metrics and loss, as `textclf-train` reports them for its test split."""
     logits_, targets_ = torch.from_numpy(logits), torch.from_numpy(targets)
     metrics = model.task.metrics("test")
-    metrics.update(model.task.probabilities(logits_), model.task.metric_targets(targets_))
+    metrics.update(model.task.metric_inputs(model.task.probabilities(logits_)), model.task.metric_targets(targets_))
     with torch.inference_mode():  # a fresh fp32 loss: the model's own may have been cast to 16 bits
         loss = model.task.loss()(logits_, targets_)
     return {key: float(value) for key, value in metrics.compute().items()} | {"test/loss": float(loss)}
@@ -74,7 +75,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     predictor = Predictor.from_checkpoint(cfg.ckpt_path, precision=resolve_precision(cfg.precision), device=cfg.device)
     model, task = predictor.model, predictor.task
     names = list(model.id2label.values())
-    labels = LabelSet(names, task.multi_label)
+    labels = Scores(names[0]) if task.regression else LabelSet(names, task.multi_label)
     frame = read_split(cfg.data, cfg.split, labels)
     logits = predictor.text_logits(
         frame["text"],
@@ -82,11 +83,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         cache_dir=cfg.paths.cache_dir,
         batch_size=cfg.data.eval_batch_size,
         pad_to_multiple_of=cfg.data.pad_to_multiple_of,
+        pairs=frame["text_pair"] if predictor.pairs else None,
     )
 
     targets = labels.encode(frame["label"])
     metrics = metrics_of(model, logits, targets)
     probabilities = predictor.probabilities(logits)
+    if task.regression:
+        write_regression_report(output_dir, frame, targets, probabilities[:, 0])
+        return finish(cfg, output_dir, metrics, len(frame))
     predicted = task.decisions(torch.from_numpy(probabilities)).numpy()
     truth = targets.astype(bool) if task.multi_label else np.eye(len(names), dtype=bool)[targets]
     report = per_class_report(predicted, truth, names)
@@ -114,11 +119,23 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     for key, value in metrics.items():
         writer.add_scalar(key, value)
     writer.close()
+    log.info(report.to_markdown(index=False))
+    return finish(cfg, output_dir, metrics, len(frame))
+
+
+def write_regression_report(output_dir: Path, frame: pd.DataFrame, targets: np.ndarray, scores: np.ndarray) -> None:
+    """`errors.csv`: every text with its true and predicted score, the largest errors first."""
+    errors = pd.DataFrame({"text": frame["text"], "true": targets, "predicted": scores.round(6)})
+    errors = errors.iloc[np.argsort(-np.abs(scores - targets), kind="stable")]
+    write_atomically(output_dir / "errors.csv", lambda path: errors.to_csv(path, index=False))
+
+
+def finish(cfg: DictConfig, output_dir: Path, metrics: dict[str, float], examples: int) -> dict[str, float]:
     write_json_atomically(
         output_dir / "metrics.json",
-        {**metrics, "ckpt_path": str(cfg.ckpt_path), "split": cfg.split, "examples": len(frame)},
+        {**metrics, "ckpt_path": str(cfg.ckpt_path), "split": cfg.split, "examples": examples},
     )
-    log.info(f"metrics: {json.dumps(metrics, indent=2)}\n{report.to_markdown(index=False)}")
+    log.info(f"metrics: {json.dumps(metrics, indent=2)}")
     return metrics
 
 

@@ -7,7 +7,8 @@
 `README.md` model card (model_card.py): `transformers.pipeline("text-classification", model=DIR)` loads it.
 `onnx` writes `model.onnx` (inputs `input_ids` and `attention_mask`, and `token_type_ids` for a model of text
 pairs whose tokenizer has them; output `logits`; dynamic batch and sequence axes) and the tokenizer.
-A model of text pairs takes `{"text": ..., "text_pair": ...}` in the pipeline.
+A model of text pairs takes `{"text": ..., "text_pair": ...}` in the pipeline. A regression model's exports
+output the score on the targets' scale (`pipeline(..., function_to_apply="none")`).
 Each export is checked against the checkpoint's own outputs before it is written in place.
 """
 
@@ -62,8 +63,9 @@ def probe_batch(model: TextClassifier, texts: list[str] = PROBE_TEXTS, tensors: 
 
 
 def reference_logits(model: TextClassifier, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """What the export must output: the logits, or a regression model's scores on the targets' scale."""
     with torch.inference_mode():
-        return model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")).float()
+        return model.task.outputs(model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")))
 
 
 def check_close(actual: torch.Tensor | np.ndarray, expected: torch.Tensor, what: str) -> None:
@@ -106,7 +108,15 @@ def hf_model(model: TextClassifier) -> PreTrainedModel:
     config.num_labels = len(model.id2label)
     config.id2label = dict(model.id2label)
     config.label2id = {name: index for index, name in model.id2label.items()}
-    config.problem_type = "multi_label_classification" if model.task.multi_label else "single_label_classification"
+    config.problem_type = (
+        "regression"
+        if model.task.regression
+        else "multi_label_classification"
+        if model.task.multi_label
+        else "single_label_classification"
+    )
+    if model.task.regression:  # the head outputs the score itself, not its standardized value
+        state = dict(state) | rescaled_output_layer(state, model.task.mean, model.task.std)
     exported = AutoModelForSequenceClassification.from_config(config)
     missing, unexpected = exported.load_state_dict(state, strict=False)
     missing = [name for name in missing if not name.endswith("position_ids")]
@@ -116,6 +126,14 @@ def hf_model(model: TextClassifier) -> PreTrainedModel:
             f"(missing {missing[:3]}, unexpected {unexpected[:3]}); use format=onnx"
         )
     return exported.eval()
+
+
+def rescaled_output_layer(state: dict[str, torch.Tensor], mean: float, std: float) -> dict[str, torch.Tensor]:
+    """The last linear layer (one output: the last weight and bias of one row) with the standardization
+    undone inside it: score = (w x + b) * std + mean = (std w) x + (std b + mean)."""
+    weight = next(name for name in reversed(state) if name.endswith(".weight") and state[name].shape[0] == 1)
+    bias = weight.removesuffix("weight") + "bias"
+    return {weight: state[weight] * std, bias: state[bias] * std + mean}
 
 
 def to_hf(model: TextClassifier, directory: Path) -> None:
@@ -140,7 +158,7 @@ class LogitsOnly(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return self.model(input_ids, attention_mask, token_type_ids)
+        return self.model.task.outputs(self.model(input_ids, attention_mask, token_type_ids))
 
 
 def to_onnx(model: TextClassifier, directory: Path, opset: int) -> None:

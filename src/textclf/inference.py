@@ -176,8 +176,11 @@ class Predictor:
         """Probabilities [texts, labels], in the order of `texts` (and their `pairs`, for a pair model)."""
         return self.probabilities(self.text_logits(texts, show_progress, pairs=pairs))
 
-    def labels_of(self, probabilities: np.ndarray) -> list[str | list[str]]:
-        """Predicted label names: the most probable class, or every label over the threshold."""
+    def labels_of(self, probabilities: np.ndarray) -> list[str | list[str] | float]:
+        """Predicted label names: the most probable class, or every label over the threshold; for
+        regression the score."""
+        if self.task.regression:
+            return [round(float(score), 6) for score in probabilities[:, 0]]
         names, chosen = self.id2label, self.task.decisions(torch.from_numpy(probabilities)).numpy()
         if self.task.multi_label:
             return [[names[i] for i in np.flatnonzero(row)] for row in chosen]

@@ -1,4 +1,5 @@
-"""The label set: which names a model predicts, in which order, and how rows become targets.
+"""The label set: which names a model predicts, in which order, and how rows become targets (and, for
+regression, `Scores`: one number per row).
 
 Taken from the union of the splits for a new model (as Hugging Face's run_classification.py does), from
 a dataset's ClassLabel feature where it has one, or from a checkpoint's `id2label` when data is
@@ -89,3 +90,38 @@ class LabelSet:
             return ((len(targets) - positives) / positives).tolist()
         counts = np.bincount(targets, minlength=len(self)).clip(min=1)
         return (len(targets) / (len(self) * counts)).tolist()
+
+
+class Scores:
+    """The targets of regression: one number per row, named `name` (the one output). Has the `LabelSet`
+    methods the data module and `textclf-eval` call."""
+
+    multi_label = False
+
+    def __init__(self, name: str = "score") -> None:
+        self.names = [name]
+
+    def __len__(self) -> int:
+        return 1
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return {0: self.names[0]}
+
+    def check(self, splits: Splits, where: Callable[[str], str], reference: str = "") -> None:
+        """Refuse a row whose label is not a number, naming the split (its file) and the row."""
+        for split, frame in splits.items():
+            numbers = pd.to_numeric(frame["label"].map(lambda names: names[0]), errors="coerce")
+            bad = numbers.isna() | ~np.isfinite(numbers)
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise DataError(
+                    f"{where(split)}: row {row + 1} has label '{frame['label'].iloc[row][0]}', not a number "
+                    f"(data.task=regression; {int(bad.sum())} such rows)"
+                )
+
+    def encode(self, labels: pd.Series) -> np.ndarray:
+        return np.array([float(names[0]) for names in labels], dtype=np.float32)
+
+    def class_weights(self, targets: np.ndarray) -> list[float]:
+        raise DataError("model.class_weights=balanced is for classification, not data.task=regression")

@@ -23,7 +23,7 @@ NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
 
 class TextClassifier(L.LightningModule):
-    """Fine-tunes a `ClassifierNetwork` for single- or multi-label text classification.
+    """Fine-tunes a `ClassifierNetwork` for single- or multi-label text classification, or regression.
 
     A checkpoint carries everything needed to use the model elsewhere: `id2label` and the settings in its
     hyper-parameters, the network's spec (`build_network`'s arguments, with the encoder's config) and the
@@ -38,6 +38,9 @@ class TextClassifier(L.LightningModule):
         multi_label: bool = False,
         threshold: float = 0.5,
         class_weights: list[float] | None = None,
+        task: str = "classification",
+        target_mean: float = 0.0,
+        target_std: float = 1.0,
         lr: float = 1e-4,
         weight_decay: float = 0.01,
         warmup_fraction: float = 0.1,
@@ -56,12 +59,12 @@ class TextClassifier(L.LightningModule):
         # a LoRA checkpoint holds only what was trained (on_save_checkpoint): the rest comes from `pretrained`
         self.strict_loading = net.spec.get("peft") is None
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.task = make_task(len(id2label), multi_label, threshold, class_weights)
+        self.task = make_task(len(id2label), multi_label, threshold, class_weights, task, target_mean, target_std)
         self.loss = self.task.loss()
         self.data_hparams: dict[str, Any] = {}  # the data settings it was trained with, from a checkpoint
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_metrics, self.test_metrics = self.task.metrics("val"), self.task.metrics("test")
-        self.val_acc_best = MaxMetric()
+        self.val_acc_best = MaxMetric()  # of the task's monitored metric (the name is kept by checkpoints)
         # kept in checkpoints, so a resumed run knows its best and its epoch's running loss
         self.val_acc_best.persistent(True)
         self.train_loss.persistent(True)
@@ -127,7 +130,9 @@ class TextClassifier(L.LightningModule):
         loss, logits = self._step(batch)
         getattr(self, f"{stage}_loss").update(loss, weight=len(batch["labels"]))
         probabilities = self.probabilities(logits)
-        getattr(self, f"{stage}_metrics").update(probabilities, self.task.metric_targets(batch["labels"]))
+        getattr(self, f"{stage}_metrics").update(
+            self.task.metric_inputs(probabilities), self.task.metric_targets(batch["labels"])
+        )
         return probabilities
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -136,14 +141,15 @@ class TextClassifier(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute()
         self.val_metrics.reset()
+        monitored = f"val/{self.task.monitor}"  # val/acc, or val/pearson for regression
         if not self.trainer.sanity_checking:
-            self.val_acc_best.update(metrics["val/acc"])
+            self.val_acc_best.update(metrics[monitored])
         self.log_dict(metrics, prog_bar=True)
         self.log("val/loss", self.val_loss.compute())
         self.val_loss.reset()
         self.log(
-            "val/acc_best",
-            self.val_acc_best.compute() if self.val_acc_best.update_called else metrics["val/acc"],
+            f"{monitored}_best",
+            self.val_acc_best.compute() if self.val_acc_best.update_called else metrics[monitored],
             prog_bar=True,
         )
 

@@ -31,7 +31,7 @@ class ConfusionMatrixLogger(L.Callback):
 
     def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.confusion = None
-        if not pl_module.task.multi_label:
+        if not pl_module.task.multi_label and not pl_module.task.regression:
             self.confusion = MulticlassConfusionMatrix(len(pl_module.id2label)).to(pl_module.device)
 
     def _update(
@@ -87,7 +87,7 @@ class TestReport(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if outputs is not None and not pl_module.task.multi_label:
+        if outputs is not None and not pl_module.task.multi_label and not pl_module.task.regression:
             self.rows.append((batch["index"].cpu(), batch["labels"].cpu(), outputs.float().cpu()))
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -153,9 +153,13 @@ def predictions_frame(
     probabilities: np.ndarray,
     id2label: dict[int, str],
     pairs: list[str] | None = None,
+    regression: bool = False,
 ) -> pd.DataFrame:
+    """One row per text: the label and each class's probability, or (regression) the score."""
     frame = pd.DataFrame({"text": texts} | ({"text_pair": pairs} if pairs is not None else {}))
     frame["label"] = ["|".join(label) if isinstance(label, list) else label for label in labels]
+    if regression:
+        return frame.rename(columns={"label": id2label[0]})
     for index, name in id2label.items():
         frame[f"prob_{name}"] = probabilities[:, index].round(6)
     return frame
@@ -172,10 +176,12 @@ def output_format(output: str) -> str:
 
 
 class PredictionWriter:
-    """Appends chunks of predictions to a CSV (one header) or JSONL file, or CSV on standard output."""
+    """Appends chunks of predictions to a CSV (one header) or JSONL file, or CSV on standard output. A
+    regression model's rows hold its score under the score's name instead of a label and probabilities."""
 
-    def __init__(self, target: Path | None, kind: str, id2label: dict[int, str]) -> None:
+    def __init__(self, target: Path | None, kind: str, id2label: dict[int, str], regression: bool = False) -> None:
         self.target, self.kind, self.id2label, self.rows = target, kind, id2label, 0
+        self.regression = regression
 
     def write(
         self, texts: list[str], labels: list[Any], probabilities: np.ndarray, pairs: list[str] | None = None
@@ -185,26 +191,31 @@ class PredictionWriter:
         if self.kind == "jsonl":
             with self.target.open("w" if first else "a", encoding="utf-8") as handle:
                 for number, (text, label, row) in enumerate(zip(texts, labels, probabilities)):
-                    probs = {self.id2label[i]: round(float(p), 6) for i, p in enumerate(row)}
                     record = {"text": text} | ({"text_pair": pairs[number]} if pairs is not None else {})
-                    record |= {"label": label, "probabilities": probs}
+                    if self.regression:
+                        record[self.id2label[0]] = label
+                    else:
+                        probs = {self.id2label[i]: round(float(p), 6) for i, p in enumerate(row)}
+                        record |= {"label": label, "probabilities": probs}
                     handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             return
-        frame = predictions_frame(texts, labels, probabilities, self.id2label, pairs)
+        frame = predictions_frame(texts, labels, probabilities, self.id2label, pairs, self.regression)
         if self.target is None:
             frame.to_csv(sys.stdout, index=False, header=first)
         else:
             frame.to_csv(self.target, index=False, header=first, mode="w" if first else "a")
 
 
-def write_output(output: str, id2label: dict[int, str], fill: Callable[[PredictionWriter], None]) -> None:
+def write_output(
+    output: str, id2label: dict[int, str], fill: Callable[[PredictionWriter], None], regression: bool = False
+) -> None:
     """`fill(writer)` writes every chunk; a file is written beside `output` and renamed at the end, so a
     killed or failed run leaves no part of one (and the previous file, if any, untouched)."""
     kind = output_format(output)
     if kind == "stdout":
-        fill(PredictionWriter(None, "csv", id2label))
+        fill(PredictionWriter(None, "csv", id2label, regression))
     else:
-        write_atomically(Path(output), lambda target: fill(PredictionWriter(target, kind, id2label)))
+        write_atomically(Path(output), lambda target: fill(PredictionWriter(target, kind, id2label, regression)))
 
 
 def write_predictions(
@@ -245,7 +256,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             raise DataError(f"{source}: no texts to predict")
         texts = writer.rows
 
-    write_output(str(cfg.output), predictor.id2label, fill)
+    write_output(str(cfg.output), predictor.id2label, fill, predictor.task.regression)
     seconds = time.perf_counter() - start
     stats = {"texts": texts, "seconds": round(seconds, 3), "texts_per_second": round(texts / seconds, 1)}
     log.info(

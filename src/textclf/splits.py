@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from textclf.errors import DataError
+from textclf.labels import Scores
 from textclf.log import log
 from textclf.sources import Source, Splits
 
@@ -63,13 +64,17 @@ def clean_split(frame: pd.DataFrame, where: str, empty_texts: str) -> pd.DataFra
     return frame.assign(text=text).reset_index(drop=True)
 
 
-def split_off(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A deterministic random (rest, held-out) split of rows whose `label` holds tuples of names. A
-    held-out row with a label that no remaining row has goes back to the rest: a rare class is never
-    held out entirely (the model could not learn it)."""
+def split_off(
+    frame: pd.DataFrame, fraction: float, seed: int, keep_classes: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A deterministic random (rest, held-out) split of rows whose `label` holds tuples of names. With
+    `keep_classes` (classification), a held-out row with a label that no remaining row has goes back to
+    the rest: a rare class is never held out entirely (the model could not learn it)."""
     order = np.random.default_rng(seed).permutation(len(frame))
     held = max(1, round(fraction * len(frame)))
     rest, held_out = order[held:], order[:held]
+    if not keep_classes:  # regression: the scores are no classes
+        return frame.iloc[rest].reset_index(drop=True), frame.iloc[held_out].reset_index(drop=True)
     remaining = {name for names in frame["label"].iloc[rest] for name in names}
     unseen = np.array([not set(names) <= remaining for names in frame["label"].iloc[held_out]], dtype=bool)
     rest, held_out = np.concatenate([rest, held_out[unseen]]), held_out[~unseen]
@@ -102,6 +107,7 @@ def prepare(
     max_train_examples: int | None,
     fold: int | None = None,
     folds: int | None = None,
+    regression: bool = False,
 ) -> Splits:
     """Cleaned splits with label tuples; val and test split off train where the source has none (from
     `split_seed`, so runs with different seeds are tested on the same rows). With `folds`, train and val
@@ -115,12 +121,14 @@ def prepare(
         )
         for name, frame in splits.items()
     }
+    if regression:  # before splitting: an error names the row of the file
+        Scores().check(splits, source.where)
     if "train" in splits:
         if "test" not in splits:
-            splits["train"], splits["test"] = split_off(splits["train"], test_fraction, split_seed)
+            splits["train"], splits["test"] = split_off(splits["train"], test_fraction, split_seed, not regression)
         if "val" not in splits:
             fraction = val_fraction / (1 - test_fraction) if "test" not in raw else val_fraction
-            splits["train"], splits["val"] = split_off(splits["train"], fraction, split_seed + 1)
+            splits["train"], splits["val"] = split_off(splits["train"], fraction, split_seed + 1, not regression)
         if folds:
             pool = pd.concat([splits["train"], splits["val"]], ignore_index=True)
             splits["train"], splits["val"] = cross_validation_fold(pool, fold or 0, folds, split_seed + 2)
@@ -142,7 +150,8 @@ def read(settings: Mapping[str, Any], multi_label: bool, train_required: bool = 
     data module's hyper-parameters."""
     source = Source.from_settings(settings)
     raw = source.read(train_required)
-    return source, prepare(raw, source, multi_label=multi_label, **row_settings(settings))
+    regression = settings.get("task") == "regression"  # absent from older checkpoints
+    return source, prepare(raw, source, multi_label=multi_label, regression=regression, **row_settings(settings))
 
 
 def split_fingerprint(source: Source, settings: Mapping[str, Any], multi_label: bool, split: str) -> str | None:
@@ -152,4 +161,6 @@ def split_fingerprint(source: Source, settings: Mapping[str, Any], multi_label: 
     if fingerprint is None:
         return None
     identity = [fingerprint, split, multi_label, row_settings(settings)]
+    if settings.get("task") == "regression":  # split without keeping classes whole
+        identity.append("regression")
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]

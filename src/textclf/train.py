@@ -52,7 +52,7 @@ def scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
     return {key: float(value) for key, value in sorted(metrics.items()) if key.startswith(prefix)}
 
 
-HPARAM_METRICS = ("val/acc_best", "test/acc", "test/f1")
+HPARAM_METRICS = ("val/acc_best", "test/acc", "test/f1", "val/pearson_best", "test/pearson", "test/spearman")
 
 
 def log_hparams_with_metrics(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
@@ -95,12 +95,17 @@ def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) ->
         class_weights = datamodule.class_weights()
         log.info(f"class weights from the training label frequencies: {[round(w, 3) for w in class_weights]}")
     # the network is built for the label set; the tokenizer that tokenized the data travels in checkpoints
+    scale = {}
+    if cfg.data.get("task") == "regression":
+        scale = dict(zip(("target_mean", "target_std"), datamodule.target_scale()))
+        log.info(f"regression targets standardized by the training mean and std: {scale}")
     model = instantiate(
         cfg.model,
         net={"num_labels": len(datamodule.id2label)},
         id2label=datamodule.id2label,
         class_weights=class_weights,
         tokenizer=datamodule.tokenizer,
+        **scale,
     )
 
     resumed_step = 0
@@ -133,8 +138,9 @@ def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) ->
         warnings.filterwarnings("ignore", message=".*your dataloader is not resumable")
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = scalars(trainer.callback_metrics, "val/")
-    if "val/acc_best" not in metrics and model.val_acc_best.max_value.isfinite():  # resumed after the last
-        metrics["val/acc_best"] = float(model.val_acc_best.max_value)  # validation: no new one ran
+    best = f"val/{model.task.monitor}_best"
+    if best not in metrics and model.val_acc_best.max_value.isfinite():  # resumed after the last
+        metrics[best] = float(model.val_acc_best.max_value)  # validation: no new one ran
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
 
     if cfg.get("test"):

@@ -17,6 +17,7 @@ from transformers import pipeline
 
 from textclf.cli import unwrap
 from textclf.errors import DataError, SettingError
+from textclf.evaluate import evaluate
 from textclf.export import export
 from textclf.inference import Predictor
 from textclf.predict import predict
@@ -41,6 +42,7 @@ def toy_pairs(count: int, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def trained_pairs(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
+    """(metrics, best checkpoint, training CSV) of a tiny model trained on toy pairs."""
     from textclf.train import train
 
     root = tmp_path_factory.mktemp("pairs")
@@ -56,7 +58,7 @@ def trained_pairs(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
         "callbacks.early_stopping=null",
     )
     metrics, objects = train(cfg)
-    return metrics, objects["trainer"].checkpoint_callback.best_model_path, root
+    return metrics, objects["trainer"].checkpoint_callback.best_model_path, csv
 
 
 def export_to(checkpoint: str, kind: str, tmp_path: Path) -> Path:
@@ -64,9 +66,23 @@ def export_to(checkpoint: str, kind: str, tmp_path: Path) -> Path:
     return export(compose_cfg(tmp_path / "x", None, *overrides, config="export"))
 
 
-def test_a_pair_model_learns_a_label_that_needs_both_texts(trained_pairs) -> None:
-    metrics, _, _ = trained_pairs
+def test_a_pair_model_learns_a_label_that_needs_both_texts(trained_pairs, tmp_path: Path) -> None:
+    metrics, checkpoint, csv = trained_pairs
     assert metrics["test/acc"] >= 0.9  # either text alone gives at most 0.75
+    reproduced = evaluate(
+        compose_cfg(
+            tmp_path / "eval",
+            None,
+            f"ckpt_path={checkpoint}",
+            "data=files",
+            f"data.train_file={csv}",
+            "data.text_column=a",
+            "data.text_pair_column=b",
+            "precision=32-true",
+            config="eval",
+        )
+    )
+    assert reproduced["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-3)
 
 
 def test_the_pair_is_one_sequence_with_token_types(trained_pairs, tiny_model_dir: Path) -> None:

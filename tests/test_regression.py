@@ -102,3 +102,17 @@ def test_a_label_that_is_no_number_is_named_with_its_row(make_cfg, tmp_path: Pat
     frame.to_csv(csv, index=False)
     with pytest.raises(DataError, match=r"scores.csv \(train\): row 7 has label 'high', not a number"):
         train(make_cfg("data=files", f"data.train_file={csv}", "data.task=regression"))
+
+
+def test_the_onnx_graph_outputs_the_score(trained_scores, tmp_path: Path) -> None:
+    import onnxruntime
+
+    _, checkpoint, _ = trained_scores
+    overrides = (f"ckpt_path={checkpoint}", "format=onnx", f"output_dir={tmp_path / 'onnx'}")
+    directory = export(compose_cfg(tmp_path / "x", None, *overrides, config="export"))
+    texts = toy_scores(9, seed=3)["text"].tolist()
+    predictor = Predictor.from_checkpoint(checkpoint, precision="32-true")
+    inputs = predictor.tokenizer(texts, padding=True, return_tensors="np", return_token_type_ids=False)
+    session = onnxruntime.InferenceSession(str(directory / "model.onnx"))
+    (scores,) = session.run(None, {k: v.astype(np.int64) for k, v in inputs.items()})
+    np.testing.assert_allclose(scores[:, 0], predictor.predict_proba(texts)[:, 0], atol=1e-3)

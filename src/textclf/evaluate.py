@@ -77,6 +77,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     names = list(model.id2label.values())
     labels = Scores(names[0]) if task.regression else LabelSet(names, task.multi_label)
     frame = read_split(cfg.data, cfg.split, labels)
+    if predictor.pairs != ("text_pair" in frame):
+        raise DataError(
+            f"the checkpoint reads {'pairs of texts' if predictor.pairs else 'single texts'}: "
+            f"set data.text_pair_column {'to the second text' if predictor.pairs else 'to null'}"
+        )
     logits = predictor.text_logits(
         frame["text"],
         show_progress=len(frame) >= 2_000,

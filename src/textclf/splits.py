@@ -81,6 +81,21 @@ def split_off(
     return frame.iloc[rest].reset_index(drop=True), frame.iloc[held_out].reset_index(drop=True)
 
 
+def label_tuples(values: pd.Series, multi_label: bool, delimiter: str | None) -> list[tuple[str, ...]]:
+    """Each row's labels as a tuple; rows with the same value share one tuple, so a million rows of a few
+    labels hold a million pointers rather than a million tuples."""
+    shared: dict[Any, tuple[str, ...]] = {}
+
+    def labels(value: Any) -> tuple[str, ...]:
+        if isinstance(value, (list, tuple, np.ndarray)):  # unhashable, and rarely repeated
+            return row_labels(value, delimiter)
+        if value not in shared:
+            shared[value] = row_labels(value, delimiter) if multi_label else (str(value),)
+        return shared[value]
+
+    return [labels(value) for value in values]
+
+
 def cross_validation_fold(pool: pd.DataFrame, fold: int, folds: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, val) for fold `fold` of `folds`: rows shuffled from `seed`, grouped by their labels and dealt
     round the folds in turn, so every fold holds each label in its share and the folds differ by one row at most."""
@@ -116,9 +131,7 @@ def prepare(
         raise DataError(f"data.empty_texts must be one of {', '.join(EMPTY_TEXTS)}, not '{empty_texts}'")
     splits = {name: clean_split(frame, source.where(name), empty_texts) for name, frame in raw.items()}
     splits = {
-        name: frame.assign(
-            label=[row_labels(value, label_delimiter) if multi_label else (str(value),) for value in frame["label"]]
-        )
+        name: frame.assign(label=label_tuples(frame["label"], multi_label, label_delimiter))
         for name, frame in splits.items()
     }
     if regression:  # before splitting: an error names the row of the file

@@ -137,7 +137,7 @@ def trained_windows(tiny_model_dir: Path, hidden_label_csv: Path, tmp_path_facto
     return train_long(tiny_model_dir, hidden_label_csv, tmp_path_factory.mktemp("win"), "data.long_texts=window")
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # two trainings
 def test_windows_learn_a_label_word_that_head_truncation_never_sees(
     trained_windows, tiny_model_dir: Path, hidden_label_csv: Path, tmp_path: Path
 ) -> None:
@@ -149,6 +149,7 @@ def test_windows_learn_a_label_word_that_head_truncation_never_sees(
     assert len(np.unique(test.text_index)) == len(datamodule.frames["test"]) < len(test)  # windows per text
 
 
+@pytest.mark.slow  # its fixture trains for over a minute on 2 CPU cores
 def test_eval_and_predict_report_one_row_per_text_with_mean_or_max(
     trained_windows, hidden_label_csv: Path, tmp_path: Path
 ) -> None:
@@ -216,8 +217,8 @@ def test_only_second_shortens_the_second_text_and_refuses_a_first_text_too_long(
     tokenizer = load_tokenizer(str(tiny_model_dir))
     first, second = " ".join(["good"] * 6), " ".join(["bad"] * 3)
     ids, firsts = encode_pairs([first], [second], tokenizer, 10, pair_truncation="longest_first")
-    assert len(ids[0]) == 10 and firsts[0] == 5  # [CLS] + 4 of the 6 first words
+    assert len(ids[0]) == 10 and firsts[0] == 6  # [CLS], 4 of the 6 first words, [SEP]
     ids, firsts = encode_pairs([first], [second], tokenizer, 10, pair_truncation="only_second")
-    assert len(ids[0]) == 10 and firsts[0] == 8  # the first text whole, one word of the second
+    assert len(ids[0]) == 10 and firsts[0] == 8  # the first text whole, 1 word of the second
     with pytest.raises(DataError, match="only_second: a first text leaves no room"):
         encode_pairs([" ".join(["good"] * 12)], [second], tokenizer, 10, pair_truncation="only_second")

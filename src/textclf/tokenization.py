@@ -76,13 +76,16 @@ def encode_pairs(
             return_attention_mask=False,
             return_token_type_ids=True,
         )
-    except Exception as error:  # the Rust tokenizer's error: a first text that leaves no room for the second
+        too_long = any(len(ids) > max_length for ids in encoded["input_ids"])
+    except Exception:  # the Rust tokenizer's error where the second text cannot be cut enough
         if pair_truncation != "only_second":
             raise
+        too_long = True
+    if too_long:  # only_second: a first text that leaves no room for the second
         raise DataError(
             f"data.pair_truncation=only_second: a first text leaves no room for the second within "
-            f"data.max_length={max_length} ({str(error).strip()[:120]}); use longest_first or a larger max_length"
-        ) from None
+            f"data.max_length={max_length}; use longest_first or a larger max_length"
+        )
     # models without token types get all zeros: the whole pair is the first segment
     return encoded["input_ids"], [types.count(0) for types in encoded["token_type_ids"]]
 

@@ -7,7 +7,9 @@ Each setting is one `textclf-train` subprocess (the packaged all-MiniLM-L6-v2, `
 default): `truncate` keeping the head, the tail, or the head and tail, and `window` (stride 32) with the
 windows' logits aggregated by mean or by max. The script prints a Markdown table: test accuracy and F1
 (per text), windows per test text, and the wall seconds of the whole process (data, training, testing).
-Run directories go under `--out`.
+Run directories go under `--out`. `--train-examples` must leave every newsgroups20 label in training (64
+does not). `--limit-eval-batches` counts batches: with windows a batch holds whole texts (up to
+`eval_batch_size` windows, longest texts first), so limited runs are not comparable across settings.
 """
 
 from __future__ import annotations

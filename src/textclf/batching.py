@@ -15,12 +15,20 @@ Example = tuple[np.ndarray, np.ndarray, int, int]
 class TokenizedSplit(Dataset):
     """Token ids of one split as a flat int32 array plus offsets (memory-mapped when cached), and targets:
     class indices, multi-hot rows for multi-label data, or numbers for regression. Text pairs also have
-    `segments`, the length of each first segment (its tokens have token type 0, the rest type 1)."""
+    `segments`, the length of each first segment (its tokens have token type 0, the rest type 1). Windows of
+    long texts (windows.py) are the examples of a split with `text_index`, the text of each window: its
+    examples' index is their text's."""
 
     def __init__(
-        self, input_ids: np.ndarray, offsets: np.ndarray, labels: np.ndarray, segments: np.ndarray | None = None
+        self,
+        input_ids: np.ndarray,
+        offsets: np.ndarray,
+        labels: np.ndarray,
+        segments: np.ndarray | None = None,
+        text_index: np.ndarray | None = None,
     ) -> None:
         self.input_ids, self.offsets, self.labels, self.segments = input_ids, offsets, labels, segments
+        self.text_index = text_index
         self.lengths = np.diff(offsets)
 
     def __len__(self) -> int:
@@ -28,17 +36,20 @@ class TokenizedSplit(Dataset):
 
     def __getitem__(self, index: int) -> Example:
         first = int(self.segments[index]) if self.segments is not None else -1
-        return self.input_ids[self.offsets[index] : self.offsets[index + 1]], self.labels[index], index, first
+        text = int(self.text_index[index]) if self.text_index is not None else index
+        return self.input_ids[self.offsets[index] : self.offsets[index + 1]], self.labels[index], text, first
 
 
 class PadCollator:
     """Pads a batch to its own longest example rounded up to a multiple of `pad_to_multiple_of`, never to
     `max_length`. Rounding to 8 costs a few padding tokens but is faster on the CPU: matrix products with
     more rows take oneDNN's faster path, and fewer distinct shapes create fewer kernels
-    (docs/performance.md); GPUs prefer multiples of 8 as well."""
+    (docs/performance.md); GPUs prefer multiples of 8 as well.
+    `by_text`: the examples are windows of whole texts (windows.TextBatchSampler); `labels` and `index` are
+    then one per text and `window_text` gives each row's text among them, for aggregating its logits."""
 
-    def __init__(self, pad_token_id: int, pad_to_multiple_of: int = 8) -> None:
-        self.pad_token_id, self.pad_to_multiple_of = pad_token_id, pad_to_multiple_of
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int = 8, by_text: bool = False) -> None:
+        self.pad_token_id, self.pad_to_multiple_of, self.by_text = pad_token_id, pad_to_multiple_of, by_text
 
     def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor]:
         longest = -(-max(len(example[0]) for example in examples) // self.pad_to_multiple_of) * self.pad_to_multiple_of
@@ -53,6 +64,13 @@ class PadCollator:
             "labels": torch.from_numpy(np.stack([example[1] for example in examples])),
             "index": torch.tensor([example[2] for example in examples]),
         }
+        if self.by_text:
+            texts, first, window_text = np.unique(batch["index"].numpy(), return_index=True, return_inverse=True)
+            batch |= {
+                "labels": batch["labels"][torch.from_numpy(first)],
+                "index": torch.from_numpy(texts),
+                "window_text": torch.from_numpy(window_text.reshape(-1)),
+            }
         if examples[0][3] >= 0:  # text pairs: token type 1 from the second segment to the last real token
             firsts = np.array([example[3] for example in examples])[:, None]
             batch["token_type_ids"] = torch.from_numpy((np.arange(longest)[None, :] >= firsts) * attention_mask)
@@ -136,18 +154,19 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
 
 def loader(
     dataset: TokenizedSplit,
-    sampler: LengthBucketBatchSampler,
+    sampler: Sampler[list[int]],
     pad_token_id: int,
     pad_to_multiple_of: int = 8,
     num_workers: int = 0,
     seed: int = 0,
+    by_text: bool = False,
 ) -> DataLoader:
     """A DataLoader over `sampler`'s batches. It has its own generator: iterating must not draw from
     torch's global random state (dropout's)."""
     return DataLoader(
         dataset,
         batch_sampler=sampler,
-        collate_fn=PadCollator(pad_token_id, pad_to_multiple_of),
+        collate_fn=PadCollator(pad_token_id, pad_to_multiple_of, by_text),
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(seed),

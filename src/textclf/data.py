@@ -16,7 +16,8 @@ from textclf.errors import SettingError
 from textclf.labels import LabelSet, Scores
 from textclf.sources import Source, Splits, plain
 from textclf.tasks import TASKS
-from textclf.tokenization import check_truncation, load_tokenizer, tokenize_cached
+from textclf.tokenization import FULL, check_truncation, load_tokenizer, tokenize_cached
+from textclf.windows import TextBatchSampler, check_windows, cut_windows, special_tokens
 
 
 class TextClassificationDataModule(L.LightningDataModule):
@@ -35,6 +36,11 @@ class TextClassificationDataModule(L.LightningDataModule):
         eval_batch_size: int = 128,
         max_length: int = 128,
         truncation: str = "head",
+        pair_truncation: str = "longest_first",
+        long_texts: str = "truncate",
+        window_stride: int = 32,
+        max_windows: int | None = None,
+        window_aggregation: str = "mean",
         max_train_examples: int | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
@@ -66,7 +72,10 @@ class TextClassificationDataModule(L.LightningDataModule):
         folds: int | None = None,
     ) -> None:
         super().__init__()
-        check_truncation(truncation, pairs=text_pair_column is not None)
+        check_truncation(truncation, pairs=text_pair_column is not None, pair_truncation=pair_truncation)
+        check_windows(
+            long_texts, window_stride, max_windows, window_aggregation, max_length, text_pair_column is not None
+        )
         # plain values in the hyper-parameters: checkpoints are read back with weights_only
         data_files, splits = plain(data_files), plain(splits)
         self.save_hyperparameters(logger=False)
@@ -101,18 +110,34 @@ class TextClassificationDataModule(L.LightningDataModule):
             )
         else:
             self.labels.check(self.frames, self.source.where)
+        windows = hp.get("long_texts", "truncate") == "window"  # older checkpoints' settings: truncate
+        if windows:
+            prefix, suffix = special_tokens(self.tokenizer)
+            check_windows(
+                "window", hp.window_stride, hp.max_windows, "mean", hp.max_length, self.source.pairs, prefix + suffix
+            )
         for split, frame in self.frames.items():
             input_ids, offsets, segments = tokenize_cached(
                 frame["text"],
                 self.tokenizer,
                 hp.max_length,
                 hp.cache_dir,
-                hp.truncation,
+                FULL if windows else hp.truncation,  # windows: whole texts cached, cut below
                 f"tokenizing {split}",
                 fingerprint=splits.split_fingerprint(self.source, hp, hp.multi_label, split),
                 pairs=frame["text_pair"] if self.source.pairs else None,
+                pair_truncation=hp.get("pair_truncation", "longest_first"),
             )
-            self.datasets[split] = TokenizedSplit(input_ids, offsets, self.labels.encode(frame["label"]), segments)
+            labels = self.labels.encode(frame["label"])
+            if not windows:
+                self.datasets[split] = TokenizedSplit(input_ids, offsets, labels, segments)
+                continue
+            # training takes the first max_windows of each text; evaluation every window
+            limit = hp.max_windows if split == "train" else None
+            input_ids, offsets, text_index = cut_windows(
+                input_ids, offsets, hp.max_length, hp.window_stride, prefix, suffix, limit
+            )
+            self.datasets[split] = TokenizedSplit(input_ids, offsets, labels[text_index], None, text_index)
 
     def class_weights(self) -> list[float]:
         return self.labels.class_weights(self.datasets["train"].labels)
@@ -125,14 +150,21 @@ class TextClassificationDataModule(L.LightningDataModule):
     def dataloader(self, split: str, shuffle: bool = False) -> DataLoader:
         """Length-bucketed batches of one split; shuffled (training) or sorted by length (evaluation)."""
         hp, trainer = self.hparams, self.trainer
+        dataset = self.datasets[split]
+        num_replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        if dataset.text_index is not None and not shuffle:  # windows: batches of whole texts, sharded by text
+            sampler = TextBatchSampler(dataset.text_index, dataset.lengths, hp.eval_batch_size, num_replicas, rank)
+            return batching.loader(
+                dataset, sampler, self.tokenizer.pad_token_id, hp.pad_to_multiple_of, hp.num_workers, hp.seed, True
+            )
         sampler = LengthBucketBatchSampler(
             self.datasets[split].lengths,
             hp.batch_size if shuffle else hp.eval_batch_size,
             shuffle=shuffle,
             seed=hp.seed,
             bucket_batches=hp.bucket_batches,
-            num_replicas=trainer.world_size if trainer else 1,
-            rank=trainer.global_rank if trainer else 0,
+            num_replicas=num_replicas,
+            rank=rank,
             current_epoch=(lambda: trainer.current_epoch) if shuffle and trainer else None,
         )
         if shuffle and self.resume_position is not None:  # set only when a checkpoint was loaded
@@ -168,4 +200,7 @@ class TextClassificationDataModule(L.LightningDataModule):
 
     def describe(self) -> dict[str, Any]:
         """Sizes and labels, for the run's log."""
-        return {"splits": {split: len(ds) for split, ds in self.datasets.items()}, "labels": self.labels.names}
+        described = {"splits": {split: len(ds) for split, ds in self.datasets.items()}, "labels": self.labels.names}
+        if self.hparams.get("long_texts") == "window":  # the splits' sizes count windows; these count texts
+            described["texts"] = {split: len(self.frames[split]) for split in self.datasets}
+        return described

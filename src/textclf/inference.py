@@ -21,7 +21,8 @@ from textclf.errors import CheckpointError, DataError, SettingError
 from textclf.log import log
 from textclf.module import TextClassifier
 from textclf.precision import inference_precision
-from textclf.tokenization import check_truncation, tokenize_cached
+from textclf.tokenization import FULL, check_truncation, tokenize_cached
+from textclf.windows import TextBatchSampler, aggregate, check_windows, cut_windows, special_tokens
 
 BATCH_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 PRECISIONS = ("auto", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "32-true")
@@ -42,7 +43,9 @@ class Predictor:
     """Batched, length-sorted inference under `inference_mode`, with 16-bit weights (or autocast) where
     the hardware is fast at them (see `precision.inference_precision`).
 
-    `max_length` and `truncation` default to the values the checkpoint was trained with.
+    `max_length`, `truncation` and the window settings (`long_texts`, `window_stride`,
+    `window_aggregation`) default to the values the checkpoint was trained with (checkpoints older than
+    windows: truncate). With windows every window of a text is predicted and their logits aggregated.
     """
 
     def __init__(
@@ -54,6 +57,9 @@ class Predictor:
         precision: str = "auto",
         device: str = "auto",
         quantize: bool = False,
+        long_texts: str | None = None,
+        window_stride: int | None = None,
+        window_aggregation: str | None = None,
     ) -> None:
         if model.tokenizer is None:
             raise CheckpointError("this checkpoint carries no tokenizer (saved by another program?)")
@@ -65,7 +71,21 @@ class Predictor:
         self.truncation = truncation or model.data_hparams.get("truncation", "head")
         # the column of the second text when the model was trained on pairs (absent from older checkpoints)
         self.text_pair_column: str | None = model.data_hparams.get("text_pair_column")
-        check_truncation(self.truncation, pairs=self.pairs)
+        self.pair_truncation = model.data_hparams.get("pair_truncation", "longest_first")
+        check_truncation(self.truncation, pairs=self.pairs, pair_truncation=self.pair_truncation)
+        hparams = model.data_hparams
+        self.long_texts = long_texts or hparams.get("long_texts", "truncate")
+        self.window_stride = hparams.get("window_stride", 32) if window_stride is None else window_stride
+        self.window_aggregation = window_aggregation or hparams.get("window_aggregation", "mean")
+        check_windows(
+            self.long_texts,
+            self.window_stride,
+            None,
+            self.window_aggregation,
+            self.max_length,
+            self.pairs,
+            sum(special_tokens(self.tokenizer)),
+        )
         if precision not in PRECISIONS:
             raise SettingError(f"precision must be one of {', '.join(PRECISIONS)}, not '{precision}'")
         precision = inference_precision(precision)
@@ -135,7 +155,10 @@ class Predictor:
                 continue
             outputs.append(logits.float().cpu())
             start += len(outputs[-1])
-        return torch.cat(outputs)
+        logits = torch.cat(outputs)
+        if "window_text" in batch:  # windows of whole texts: one row per text
+            logits = aggregate(logits, batch["window_text"], len(batch["index"]), self.window_aggregation)
+        return logits
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         return self.task.probabilities(torch.from_numpy(logits)).numpy()
@@ -153,12 +176,26 @@ class Predictor:
         tokenized as the checkpoint was trained (through the token cache when `cache_dir` is given), in
         length-sorted batches of `batch_size`."""
         self.check_pairs(pairs)
+        windows = self.long_texts == "window"
         input_ids, offsets, segments = tokenize_cached(
-            texts, self.tokenizer, self.max_length, cache_dir, self.truncation, pairs=pairs
+            texts,
+            self.tokenizer,
+            self.max_length,
+            cache_dir,
+            FULL if windows else self.truncation,
+            pairs=pairs,
+            pair_truncation=self.pair_truncation,
         )
-        dataset = TokenizedSplit(input_ids, offsets, np.zeros(len(texts), dtype=np.int64), segments)
-        sampler = LengthBucketBatchSampler(dataset.lengths, batch_size or self.batch_size, shuffle=False)
-        loader = batching.loader(dataset, sampler, self.tokenizer.pad_token_id, pad_to_multiple_of)
+        if windows:  # every window of a text in one batch; its logits aggregated there
+            input_ids, offsets, text_index = cut_windows(
+                input_ids, offsets, self.max_length, self.window_stride, *special_tokens(self.tokenizer)
+            )
+            dataset = TokenizedSplit(input_ids, offsets, np.zeros(len(text_index), dtype=np.int64), None, text_index)
+            sampler = TextBatchSampler(text_index, dataset.lengths, batch_size or self.batch_size)
+        else:
+            dataset = TokenizedSplit(input_ids, offsets, np.zeros(len(texts), dtype=np.int64), segments)
+            sampler = LengthBucketBatchSampler(dataset.lengths, batch_size or self.batch_size, shuffle=False)
+        loader = batching.loader(dataset, sampler, self.tokenizer.pad_token_id, pad_to_multiple_of, by_text=windows)
         return self.logits(loader, len(texts), show_progress)
 
     def check_pairs(self, pairs: pd.Series | list[str] | None) -> None:

@@ -16,6 +16,7 @@ from textclf import speedups
 from textclf.network import ClassifierNetwork
 from textclf.tasks import make_task
 from textclf.tokenization import tokenizer_files, tokenizer_from_files
+from textclf.windows import aggregate
 
 # AdamW with its fused kernel: one pass over all parameters per step instead of one per tensor
 ADAMW = functools.partial(torch.optim.AdamW, fused=True)
@@ -107,7 +108,14 @@ class TextClassifier(L.LightningModule):
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        if "window_text" in batch:  # windows of whole texts (evaluation): one row of logits per text
+            logits = aggregate(logits, batch["window_text"], len(batch["labels"]), self.window_aggregation())
         return self.loss(logits.float(), batch["labels"]), logits
+
+    def window_aggregation(self) -> str:
+        """How the windows of a long text are combined: the data module's setting (data.window_aggregation)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        return getattr(datamodule, "hparams", {}).get("window_aggregation", "mean")
 
     def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         if batch_idx == 0:  # a new epoch; also after resuming from a checkpoint saved at an epoch's end

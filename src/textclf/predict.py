@@ -236,6 +236,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         precision=cfg.precision,
         device=cfg.device,
         quantize=cfg.quantize,
+        window_aggregation=cfg.get("window_aggregation"),
     )
     source, texts = str(cfg.input), 0
     # the second text of pairs: the column the model was trained with, unless named here

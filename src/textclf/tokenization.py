@@ -22,6 +22,8 @@ from textclf.pretrained import resolve_pretrained
 CACHE_FORMAT = 3  # bump when the cached arrays or the key change meaning
 TOKENIZE_CHUNK = 10_000
 TRUNCATIONS = ("head", "tail", "head_tail")
+PAIR_TRUNCATIONS = ("longest_first", "only_second")
+FULL = "none"  # tokenize_cached's truncation for whole texts (windows.py cuts them after the cache)
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
@@ -31,9 +33,11 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def check_truncation(truncation: str, pairs: bool = False) -> None:
+def check_truncation(truncation: str, pairs: bool = False, pair_truncation: str = "longest_first") -> None:
     if truncation not in TRUNCATIONS:
         raise DataError(f"data.truncation must be one of {', '.join(TRUNCATIONS)}, not '{truncation}'")
+    if pair_truncation not in PAIR_TRUNCATIONS:
+        raise DataError(f"data.pair_truncation must be one of {', '.join(PAIR_TRUNCATIONS)}, not '{pair_truncation}'")
     if pairs and truncation == "head_tail":
         raise DataError("data.truncation=head_tail is for single texts; text pairs are cut at their head or tail")
 
@@ -52,20 +56,36 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
 
 
 def encode_pairs(
-    texts: list[str], pairs: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int, truncation: str = "head"
+    texts: list[str],
+    pairs: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    truncation: str = "head",
+    pair_truncation: str = "longest_first",
 ) -> tuple[list[list[int]], list[int]]:
     """Token ids of text pairs as the tokenizer joins them ([CLS] a [SEP] b [SEP] for BERT), at most
-    `max_length`, the longer text shortened first (at its head or tail), and the length of the first
-    segment: the positions from there on have token type 1."""
+    `max_length`, the longer text shortened first (`longest_first`) or only the second (`only_second`), at
+    its head or tail, and the length of the first segment: the positions from there on have token type 1."""
     tokenizer.truncation_side = "left" if truncation == "tail" else "right"
-    encoded = tokenizer(
-        texts,
-        pairs,
-        truncation="longest_first",
-        max_length=max_length,
-        return_attention_mask=False,
-        return_token_type_ids=True,
-    )
+    try:
+        encoded = tokenizer(
+            texts,
+            pairs,
+            truncation=pair_truncation,
+            max_length=max_length,
+            return_attention_mask=False,
+            return_token_type_ids=True,
+        )
+        too_long = any(len(ids) > max_length for ids in encoded["input_ids"])
+    except Exception:  # the Rust tokenizer's error where the second text cannot be cut enough
+        if pair_truncation != "only_second":
+            raise
+        too_long = True
+    if too_long:  # only_second: a first text that leaves no room for the second
+        raise DataError(
+            f"data.pair_truncation=only_second: a first text leaves no room for the second within "
+            f"data.max_length={max_length}; use longest_first or a larger max_length"
+        )
     # models without token types get all zeros: the whole pair is the first segment
     return encoded["input_ids"], [types.count(0) for types in encoded["token_type_ids"]]
 
@@ -75,8 +95,8 @@ def encode(
 ) -> list[list[int]]:
     """Token ids with special tokens, at most `max_length` of them. Long texts keep their beginning
     (`head`), their end (`tail`), or both: a quarter head and three quarters tail (`head_tail`, the best
-    of Sun et al. 2019's recipes for long documents)."""
-    if truncation != "head_tail":
+    of Sun et al. 2019's recipes for long documents); `none`: the whole text."""
+    if truncation not in ("head_tail", FULL):
         tokenizer.truncation_side = "left" if truncation == "tail" else "right"
         return tokenizer(
             texts, truncation=True, max_length=max_length, return_attention_mask=False, return_token_type_ids=False
@@ -84,6 +104,8 @@ def encode(
     full = tokenizer(texts, truncation=False, verbose=False, return_attention_mask=False, return_token_type_ids=False)[
         "input_ids"
     ]
+    if truncation == FULL:
+        return full
     suffix = tokenizer.num_special_tokens_to_add() - 1  # [CLS] in front, the rest ([SEP]) behind
     head = (max_length - suffix - 1) // 4
     tail = max_length - suffix - 1 - head
@@ -99,13 +121,15 @@ def tokenize_cached(
     description: str = "tokenizing",
     fingerprint: str | None = None,
     pairs: pd.Series | list[str] | None = None,
+    pair_truncation: str = "longest_first",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Token ids (flat), offsets and, for text pairs (`pairs`: the second text of each), the length of
     each first segment; from the disk cache when the same texts, tokenizer, `max_length` and truncation
-    were tokenized before. The texts are identified by their `fingerprint`
-    where the caller knows one (a Hugging Face dataset's), else by hashing them. The cache entry is
-    written to a temporary folder and renamed, so a killed run never leaves half an entry. Texts become
-    Python strings one chunk at a time, so a large corpus is never held as Python objects."""
+    (and pair truncation) were tokenized before; `truncation="none"` keeps whole texts (for windows). The
+    texts are identified by their `fingerprint` where the caller knows one (a Hugging Face dataset's), else
+    by hashing them. The cache entry is written to a temporary folder and renamed, so a killed run never
+    leaves half an entry. Texts become Python strings one chunk at a time, so a large corpus is never held
+    as Python objects."""
     texts = pd.Series(texts, dtype="str") if isinstance(texts, list) else texts
     chunks = [texts.iloc[start : start + TOKENIZE_CHUNK] for start in range(0, len(texts), TOKENIZE_CHUNK)]
     if pairs is not None:
@@ -113,11 +137,10 @@ def tokenize_cached(
         pair_chunks = [pairs.iloc[start : start + TOKENIZE_CHUNK] for start in range(0, len(pairs), TOKENIZE_CHUNK)]
     entry = None
     if cache_dir:  # no cache (prediction): no key to compute
-        digest = hashlib.sha256(
-            json.dumps(
-                [CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length, truncation, fingerprint, pairs is not None]
-            ).encode()
-        )
+        key = [CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length, truncation, fingerprint, pairs is not None]
+        if pairs is not None and pair_truncation != "longest_first":  # the keys of earlier entries stay valid
+            key.append(pair_truncation)
+        digest = hashlib.sha256(json.dumps(key).encode())
         for chunk in (chunks + (pair_chunks if pairs is not None else [])) if fingerprint is None else ():
             digest.update("\0".join(chunk.tolist()).encode("utf-8", "surrogatepass") + b"\1")
         entry = Path(cache_dir) / digest.hexdigest()[:32]
@@ -133,7 +156,7 @@ def tokenize_cached(
                 encoded = encode(chunk.tolist(), tokenizer, max_length, truncation)
             else:
                 encoded, first = encode_pairs(
-                    chunk.tolist(), pair_chunks[number].tolist(), tokenizer, max_length, truncation
+                    chunk.tolist(), pair_chunks[number].tolist(), tokenizer, max_length, truncation, pair_truncation
                 )
                 firsts += first
             chunk_lengths = [len(ids) for ids in encoded]

@@ -2,9 +2,10 @@
 
     textclf-eval ckpt_path=outputs/train/runs/…/checkpoints/last.ckpt data=rotten_tomatoes
 
-Writes to its run dir: `metrics.json`, `per_class.csv` and `per_class.md` (precision, recall, F1 and
-support per label), `confusion_matrix.png` (also logged to TensorBoard), and `misclassified.csv`; for
-regression `metrics.json` and `errors.csv`.
+Writes to its run dir: `metrics.json` (with the expected calibration error, before and after the
+checkpoint's temperature when it has one), `per_class.csv` and `per_class.md` (precision, recall, F1 and
+support per label), `confusion_matrix.png` and `reliability_diagram.png` (also logged to TensorBoard), and
+`misclassified.csv`; for regression `metrics.json` and `errors.csv`.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
-from textclf import splits
+from textclf import calibration, splits
 from textclf.cli import command_main
 from textclf.errors import DataError
 from textclf.files import write_atomically, write_json_atomically
 from textclf.inference import Predictor
 from textclf.labels import LabelSet, Scores
 from textclf.log import log
-from textclf.plots import confusion_figure
+from textclf.plots import confusion_figure, reliability_figure
 from textclf.precision import resolve_precision
 
 
@@ -48,6 +49,23 @@ def metrics_of(model: Any, logits: np.ndarray, targets: np.ndarray) -> dict[str,
     with torch.inference_mode():  # a fresh fp32 loss: the model's own may have been cast to 16 bits
         loss = model.task.loss()(logits_, targets_)
     return {key: float(value) for key, value in metrics.compute().items()} | {"test/loss": float(loss)}
+
+
+def calibration_of(model: Any, logits: np.ndarray, targets: np.ndarray) -> tuple[dict[str, float], Any]:
+    """The expected calibration error of the raw probabilities (`test/ece`) and, for a checkpoint with a
+    fitted temperature, of the calibrated ones (`test/ece_calibrated`); and the reliability diagram."""
+    multi_label, temperature = model.task.multi_label, model.task.temperature
+    logits_, targets_ = torch.from_numpy(logits), torch.from_numpy(targets)
+    temperatures = {"uncalibrated": 1.0} | ({f"temperature {temperature:.3g}": temperature} if temperature != 1 else {})
+    metrics, curves = {}, {}
+    for name, value in temperatures.items():
+        probabilities = calibration.raw_probabilities(logits_, multi_label, value)
+        key = "test/ece" if value == 1.0 else "test/ece_calibrated"
+        metrics[key] = calibration.expected_calibration_error(probabilities, targets_, multi_label)
+        curves[f"{name} (ECE {metrics[key]:.3f})"] = calibration.reliability_bins(
+            probabilities.numpy(), targets, multi_label
+        )
+    return metrics, reliability_figure(curves)
 
 
 def per_class_report(predicted: np.ndarray, targets: np.ndarray, names: list[str]) -> pd.DataFrame:
@@ -97,6 +115,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if task.regression:
         write_regression_report(output_dir, frame, targets, probabilities[:, 0])
         return finish(cfg, output_dir, metrics, len(frame))
+    calibration_metrics, reliability = calibration_of(model, logits, targets)
+    metrics |= calibration_metrics
     predicted = task.decisions(torch.from_numpy(probabilities)).numpy()
     truth = targets.astype(bool) if task.multi_label else np.eye(len(names), dtype=bool)[targets]
     report = per_class_report(predicted, truth, names)
@@ -121,6 +141,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         figure = confusion_figure(confusion, names)
         figure.savefig(output_dir / "confusion_matrix.png", dpi=120)
         writer.add_figure(f"{cfg.split}/confusion_matrix", figure)
+    reliability.savefig(output_dir / "reliability_diagram.png", dpi=120)
+    writer.add_figure(f"{cfg.split}/reliability_diagram", reliability)
     for key, value in metrics.items():
         writer.add_scalar(key, value)
     writer.close()

@@ -8,7 +8,9 @@
 `onnx` writes `model.onnx` (inputs `input_ids` and `attention_mask`, and `token_type_ids` for a model of text
 pairs whose tokenizer has them; output `logits`; dynamic batch and sequence axes) and the tokenizer.
 A model of text pairs takes `{"text": ..., "text_pair": ...}` in the pipeline. A regression model's exports
-output the score on the targets' scale (`pipeline(..., function_to_apply="none")`).
+output the score on the targets' scale (`pipeline(..., function_to_apply="none")`). A calibrated model's
+exports output logits / temperature (folded into the last linear layer for `hf`); a multi-label model's
+thresholds are in `config.textclf_thresholds` and the model card (`pipeline` itself uses 0.5).
 Each export is checked against the checkpoint's own outputs before it is written in place.
 """
 
@@ -116,7 +118,11 @@ def hf_model(model: TextClassifier) -> PreTrainedModel:
         else "single_label_classification"
     )
     if model.task.regression:  # the head outputs the score itself, not its standardized value
-        state = dict(state) | rescaled_output_layer(state, model.task.mean, model.task.std)
+        state = dict(state) | rescaled_output_layer(state, model.task.std, model.task.mean)
+    elif model.task.temperature != 1.0:  # calibrated: the head outputs logits / temperature
+        state = dict(state) | rescaled_output_layer(state, 1 / model.task.temperature, 0.0, len(model.id2label))
+    if model.task.multi_label:  # pipeline itself applies 0.5; these are textclf's decisions
+        config.textclf_thresholds = [round(float(t), 6) for t in model.task.thresholds]
     exported = AutoModelForSequenceClassification.from_config(config)
     missing, unexpected = exported.load_state_dict(state, strict=False)
     missing = [name for name in missing if not name.endswith("position_ids")]
@@ -128,12 +134,19 @@ def hf_model(model: TextClassifier) -> PreTrainedModel:
     return exported.eval()
 
 
-def rescaled_output_layer(state: dict[str, torch.Tensor], mean: float, std: float) -> dict[str, torch.Tensor]:
-    """The last linear layer (one output: the last weight and bias of one row) with the standardization
-    undone inside it: score = (w x + b) * std + mean = (std w) x + (std b + mean)."""
-    weight = next(name for name in reversed(state) if name.endswith(".weight") and state[name].shape[0] == 1)
+def rescaled_output_layer(
+    state: dict[str, torch.Tensor], scale: float, shift: float, outputs: int = 1
+) -> dict[str, torch.Tensor]:
+    """The last linear layer (the last weight of `outputs` rows, and its bias) with its outputs scaled and
+    shifted inside it: (w x + b) * scale + shift = (scale w) x + (scale b + shift). Regression undoes the
+    standardization (scale std, shift mean); a calibrated classifier divides by its temperature."""
+    weight = next(
+        name
+        for name in reversed(state)
+        if name.endswith(".weight") and state[name].ndim == 2 and state[name].shape[0] == outputs
+    )
     bias = weight.removesuffix("weight") + "bias"
-    return {weight: state[weight] * std, bias: state[bias] * std + mean}
+    return {weight: state[weight] * scale, bias: state[bias] * scale + shift}
 
 
 def to_hf(model: TextClassifier, directory: Path) -> None:

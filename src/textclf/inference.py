@@ -21,6 +21,7 @@ from textclf.errors import CheckpointError, DataError, SettingError
 from textclf.log import log
 from textclf.module import TextClassifier
 from textclf.precision import inference_precision
+from textclf.tasks import TUNED
 from textclf.tokenization import FULL, check_truncation, tokenize_cached
 from textclf.windows import TextBatchSampler, aggregate, check_windows, cut_windows, special_tokens
 
@@ -109,7 +110,19 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **options: Any) -> Predictor:
-        return cls(load_classifier(path), **options)
+        model = load_classifier(path)
+        hparams = model.hparams
+        missing = [
+            what
+            for what, setting, value in (
+                ("tuned thresholds (labels are predicted at 0.5)", hparams.get("threshold") == TUNED, "thresholds"),
+                ("temperature (probabilities are not calibrated)", hparams.get("calibrate"), "temperature"),
+            )
+            if setting and hparams.get(value) in (None, 1.0)
+        ]
+        if missing:  # fitted after training, stored in the best checkpoint only
+            log.warning(f"{path}: holds no {' and no '.join(missing)}; the run's best checkpoint has them")
+        return cls(model, **options)
 
     @property
     def id2label(self) -> dict[int, str]:

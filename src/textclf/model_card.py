@@ -93,10 +93,35 @@ def model_card(model: TextClassifier, checkpoint: str | Path, name: str) -> str:
         if model.task.multi_label
         else f"It always answers with one of its {len(model.id2label)} labels; it cannot say that a text fits none."
     )
+    thresholds = [round(float(t), 4) for t in model.task.thresholds] if model.task.multi_label else []
+    tuned = model.task.multi_label and hp.get("thresholds") is not None
     decision = (
-        f"every label whose sigmoid probability reaches {hp.threshold}"
+        (
+            "every label whose sigmoid probability reaches its own threshold (tuned for F1 on the validation "
+            "split; table below, and `config.textclf_thresholds`)"
+            if tuned
+            else f"every label whose sigmoid probability reaches {hp.threshold}"
+        )
         if model.task.multi_label
         else "the most probable label"
+    )
+    temperature = model.task.temperature
+    calibrated = (
+        f"\n\nIts probabilities are calibrated: the logits are divided by a temperature of {temperature:.4f}, "
+        "fitted on the validation split (temperature scaling) and folded into the last layer's weights."
+        if temperature != 1.0
+        else ""
+    )
+    if thresholds:
+        labels = "\n".join(
+            f"| {index} | {label} | {threshold} |"
+            for (index, label), threshold in zip(model.id2label.items(), thresholds)
+        )
+    pipeline_note = (
+        "\n\n`pipeline` itself predicts a label when its probability reaches 0.5; to decide as textclf does, "
+        "compare each label's score with its threshold in `config.textclf_thresholds`."
+        if tuned or (model.task.multi_label and hp.threshold != 0.5)
+        else ""
     )
     return f"""---
 {yaml.safe_dump(metadata(model, metrics, name), sort_keys=False, allow_unicode=True).strip()}
@@ -105,12 +130,12 @@ def model_card(model: TextClassifier, checkpoint: str | Path, name: str) -> str:
 # {name}
 
 A {kind} text classifier with {len(model.id2label)} labels, fine-tuned from `{base}` with textclf
-(PyTorch Lightning + Hydra). It predicts {decision}.
+(PyTorch Lightning + Hydra). It predicts {decision}.{calibrated}
 
 ## Labels
 
-| id | label |
-|---|---|
+| id | label |{" threshold |" if thresholds else ""}
+|---|---|{"---|" if thresholds else ""}
 {labels}
 
 ## Data
@@ -152,7 +177,7 @@ classifier("a text to classify")
 ```
 
 `truncation=True` cuts long texts where training did (the tokenizer carries `model_max_length`
-{data.get("max_length")}).
+{data.get("max_length")}).{pipeline_note}
 
 ## Limitations
 

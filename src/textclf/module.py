@@ -29,7 +29,8 @@ class TextClassifier(L.LightningModule):
     A checkpoint carries everything needed to use the model elsewhere: `id2label` and the settings in its
     hyper-parameters, the network's spec (`build_network`'s arguments, with the encoder's config) and the
     tokenizer's files, so the checkpoint alone rebuilds it (`checkpoints.load_classifier`). Defaults are
-    those of `conf/model/default.yaml`.
+    those of `conf/model/default.yaml`. `temperature` and `thresholds` are fitted on validation after
+    training (calibration.py) and stored in the best checkpoint's hyper-parameters.
     """
 
     def __init__(
@@ -37,11 +38,14 @@ class TextClassifier(L.LightningModule):
         net: ClassifierNetwork,
         id2label: dict[int, str],
         multi_label: bool = False,
-        threshold: float = 0.5,
+        threshold: float | str = 0.5,
         class_weights: list[float] | None = None,
         task: str = "classification",
         target_mean: float = 0.0,
         target_std: float = 1.0,
+        calibrate: bool = False,
+        temperature: float = 1.0,
+        thresholds: list[float] | None = None,
         lr: float = 1e-4,
         weight_decay: float = 0.01,
         warmup_fraction: float = 0.1,
@@ -60,7 +64,10 @@ class TextClassifier(L.LightningModule):
         # a LoRA checkpoint holds only what was trained (on_save_checkpoint): the rest comes from `pretrained`
         self.strict_loading = net.spec.get("peft") is None
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.task = make_task(len(id2label), multi_label, threshold, class_weights, task, target_mean, target_std)
+        self.task = make_task(
+            len(id2label), multi_label, threshold, class_weights, task, target_mean, target_std, calibrate
+        )
+        self.task.calibrate(temperature, thresholds)
         self.loss = self.task.loss()
         self.data_hparams: dict[str, Any] = {}  # the data settings it was trained with, from a checkpoint
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
@@ -101,8 +108,16 @@ class TextClassifier(L.LightningModule):
         if self.tokenizer is not None:
             checkpoint["tokenizer_files"] = tokenizer_files(self.tokenizer)
 
+    def set_calibration(self, temperature: float, thresholds: list[float] | None) -> None:
+        """A fitted temperature and per-label thresholds: used by the task and saved with the hyper-parameters."""
+        self.task.calibrate(temperature, thresholds)
+        self.hparams.temperature = float(temperature)
+        self.hparams.thresholds = [float(t) for t in thresholds] if thresholds is not None else None
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.data_hparams = dict(checkpoint.get("datamodule_hyper_parameters", {}))
+        hparams = checkpoint.get("hyper_parameters", {})  # older checkpoints: temperature 1, fixed threshold
+        self.set_calibration(hparams.get("temperature", 1.0), hparams.get("thresholds"))
         if "tokenizer_files" in checkpoint:
             self.tokenizer = tokenizer_from_files(checkpoint["tokenizer_files"])
 

@@ -61,3 +61,23 @@ def study_figures(study: Any) -> dict[str, plt.Figure]:
     for figure in figures.values():
         figure.tight_layout()
     return figures
+
+
+def reliability_figure(curves: dict[str, dict[str, np.ndarray]]) -> plt.Figure:
+    """A reliability diagram: per confidence bin, the share correct against the mean confidence, one line
+    per curve (e.g. before and after calibration), with the diagonal of perfect calibration and, below,
+    how many predictions each bin holds (`calibration.reliability_bins`)."""
+    figure, (axes, counts) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfectly calibrated")
+    for index, (name, bins) in enumerate(curves.items()):
+        filled = bins["count"] > 0
+        axes.plot(bins["confidence"][filled], bins["accuracy"][filled], marker="o", markersize=4, label=name)
+        width = 1 / len(bins["count"])
+        edges = np.arange(len(bins["count"])) * width
+        share = width / len(curves)  # side by side inside each bin
+        counts.bar(edges + index * share, bins["count"], share, align="edge", label=name)
+    axes.set(xlim=(0, 1), ylim=(0, 1), ylabel="share correct", title="reliability diagram")
+    axes.legend(loc="upper left", fontsize=8)
+    counts.set(xlabel="confidence", ylabel="predictions")
+    figure.tight_layout()
+    return figure

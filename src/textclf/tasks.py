@@ -5,6 +5,8 @@ same numbers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, PearsonCorrCoef, SpearmanCorrCoef
@@ -19,9 +21,12 @@ from torchmetrics.classification import (
     MultilabelRecall,
 )
 
+from textclf.errors import SettingError
+
 # precision and recall are reported for the test only
 TEST_ONLY = ("precision", "recall")
 TASKS = ("classification", "regression")
+TUNED = "tuned"  # model.threshold=tuned: one threshold per label, tuned on validation (calibration.py)
 
 
 def stage_metrics(
@@ -39,10 +44,12 @@ def stage_metrics(
 
 
 class SingleLabel:
-    """One class per text: softmax, cross-entropy (optionally class-weighted), accuracy and macro F1."""
+    """One class per text: softmax, cross-entropy (optionally class-weighted), accuracy and macro F1.
+    Probabilities are those of logits / `temperature` (1 unless calibrated, calibration.py)."""
 
     multi_label = False
     regression = False
+    temperature = 1.0
     # the validation metric that picks the best checkpoint (logged as val/<monitor> and val/<monitor>_best)
     monitor = "acc"
 
@@ -56,7 +63,15 @@ class SingleLabel:
         return torch.tensor(self.class_weights, dtype=torch.float32) if self.class_weights is not None else None
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.float().softmax(-1)
+        return self.outputs(logits.float()).softmax(-1)
+
+    def calibrate(self, temperature: float, thresholds: list[float] | None = None) -> None:
+        """Use a fitted temperature (and, multi-label, per-label thresholds)."""
+        if not temperature > 0:
+            raise SettingError(f"the temperature must be a positive number, not {temperature!r}")
+        if thresholds is not None:
+            raise SettingError("per-label thresholds are for multi-label models")
+        self.temperature = float(temperature)
 
     def decisions(self, probabilities: torch.Tensor) -> torch.Tensor:
         """One-hot rows of what is predicted, as booleans [texts, labels]."""
@@ -69,8 +84,8 @@ class SingleLabel:
         return probabilities
 
     def outputs(self, logits: torch.Tensor) -> torch.Tensor:
-        """What an exported model returns: the logits themselves."""
-        return logits
+        """What an exported model returns: the logits, divided by the temperature when calibrated."""
+        return logits if self.temperature == 1.0 else logits / self.temperature
 
     def metrics(self, stage: str) -> MetricCollection:
         kinds = {
@@ -84,23 +99,37 @@ class SingleLabel:
 
 class MultiLabel(SingleLabel):
     """Any number of labels per text: a sigmoid and binary cross-entropy per label (class weights are
-    BCE's positive weights); a label is predicted when its probability reaches `threshold`. Accuracy is
-    per label (micro); F1 both macro and micro."""
+    BCE's positive weights); a label is predicted when its probability reaches its threshold: `threshold`
+    for every label, or with `threshold="tuned"` one per label, tuned on validation after training (0.5
+    until then). Accuracy is per label (micro); F1 both macro and micro, all of the decisions."""
 
     multi_label = True
 
-    def __init__(self, num_labels: int, class_weights: list[float] | None = None, threshold: float = 0.5) -> None:
+    def __init__(self, num_labels: int, class_weights: list[float] | None = None, threshold: float | str = 0.5) -> None:
         super().__init__(num_labels, class_weights)
         self.threshold = threshold
+        self.thresholds = torch.full((num_labels,), 0.5 if threshold == TUNED else float(threshold))
 
     def loss(self) -> nn.Module:
         return nn.BCEWithLogitsLoss(pos_weight=self._weights())
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.float().sigmoid()
+        return self.outputs(logits.float()).sigmoid()
+
+    def calibrate(self, temperature: float, thresholds: list[float] | None = None) -> None:
+        super().calibrate(temperature)
+        if thresholds is not None:
+            if len(thresholds) != self.num_labels or not all(0 < float(t) < 1 for t in thresholds):
+                raise SettingError(f"thresholds must be {self.num_labels} numbers between 0 and 1, not {thresholds}")
+            self.thresholds = torch.tensor([float(t) for t in thresholds])
 
     def decisions(self, probabilities: torch.Tensor) -> torch.Tensor:
-        return probabilities >= self.threshold
+        return probabilities >= self.thresholds.to(probabilities.device)
+
+    def metric_inputs(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """The decisions as 0/1 (the metrics' own threshold, 0.5, keeps them): metrics follow the
+        per-label thresholds."""
+        return self.decisions(probabilities).float()
 
     def metric_targets(self, labels: torch.Tensor) -> torch.Tensor:
         return labels.long()
@@ -113,7 +142,7 @@ class MultiLabel(SingleLabel):
             "precision": (MultilabelPrecision, "macro"),
             "recall": (MultilabelRecall, "macro"),
         }
-        return stage_metrics(kinds, stage, self.num_labels, threshold=self.threshold)
+        return stage_metrics(kinds, stage, self.num_labels, threshold=0.5)
 
 
 class StandardizedMSE(nn.Module):
@@ -166,18 +195,34 @@ class Regression(SingleLabel):
         return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=False)
 
 
+def check_calibration_settings(threshold: Any, calibrate: Any, multi_label: bool, task: str) -> None:
+    """`model.threshold`: a number in (0, 1), or `tuned` (multi-label only); `model.calibrate`: a boolean,
+    refused for regression. One-line errors."""
+    if threshold == TUNED:
+        if not multi_label:
+            raise SettingError("model.threshold=tuned tunes one threshold per label: it needs data.multi_label=true")
+    elif isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+        raise SettingError(f"model.threshold must be a number between 0 and 1 (exclusive) or tuned, not {threshold!r}")
+    if not isinstance(calibrate, bool):
+        raise SettingError(f"model.calibrate must be true or false, not {calibrate!r}")
+    if calibrate and task == "regression":
+        raise SettingError("model.calibrate=true scales class probabilities: a regression model has none")
+
+
 def make_task(
     num_labels: int,
     multi_label: bool,
-    threshold: float,
+    threshold: float | str,
     class_weights: list[float] | None,
     task: str = "classification",
     target_mean: float = 0.0,
     target_std: float = 1.0,
+    calibrate: bool = False,
 ) -> SingleLabel:
     """The task object for a model's settings."""
     if task not in TASKS:
         raise ValueError(f"model.task must be one of {', '.join(TASKS)}, not '{task}'")
+    check_calibration_settings(threshold, calibrate, multi_label, task)
     if task == "regression":
         if multi_label or class_weights is not None:
             raise ValueError("model.task=regression takes neither data.multi_label nor model.class_weights")

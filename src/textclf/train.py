@@ -22,18 +22,22 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from textclf import tracking
+from textclf import calibration, tracking
 from textclf.checkpoints import (
     AtomicCheckpointIO,
     RandomStateCheckpoint,
+    load_classifier,
     resume_checkpoint,
     resume_step,
 )
 from textclf.cli import CONFIG_PATH, run_command
 from textclf.crossval import cross_validate
 from textclf.files import remove_partial_files, write_json_atomically
+from textclf.inference import Predictor
 from textclf.log import log
+from textclf.module import TextClassifier
 from textclf.precision import resolve_precision
+from textclf.tasks import TUNED, check_calibration_settings
 
 
 def instantiate_group(group: DictConfig | None, **extra: dict[str, Any]) -> list[Any]:
@@ -82,6 +86,13 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[dict[s
 
 def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
     """One run: fit, test the best checkpoint, write `metrics.json`."""
+    model_cfg = cfg.model
+    check_calibration_settings(  # before any work
+        model_cfg.get("threshold", 0.5),
+        model_cfg.get("calibrate", False),
+        cfg.data.get("multi_label", False),
+        cfg.data.get("task", "classification"),
+    )
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -142,6 +153,8 @@ def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) ->
     if best not in metrics and model.val_acc_best.max_value.isfinite():  # resumed after the last
         metrics[best] = float(model.val_acc_best.max_value)  # validation: no new one ran
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if model.hparams.get("calibrate") or model.hparams.get("threshold") == TUNED:
+        metrics |= calibrate_best(cfg, trainer, datamodule, model, best_path)
 
     if cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
@@ -154,6 +167,64 @@ def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) ->
             tracking.log_export(trainer.loggers, best_path)
     tracking.finish(trainer.loggers)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
+
+
+def calibrate_best(
+    cfg: DictConfig, trainer: L.Trainer, datamodule: Any, model: TextClassifier, best_path: str
+) -> dict[str, Any]:
+    """Fit the temperature and/or per-label thresholds on the best checkpoint's validation logits and store
+    them in that checkpoint (and in `model`, for a run without checkpoints). Every rank computes the same
+    values; rank 0 writes. Returns them and the ECE (and F1 at 0.5) before and after, on validation and,
+    when the run tests, on the test split."""
+    best = load_classifier(best_path) if best_path else model
+    if not best_path:
+        model.data_hparams = dict(datamodule.hparams)
+    predictor = Predictor(
+        best, precision=resolve_precision(cfg.trainer.precision), device=str(trainer.strategy.root_device)
+    )
+
+    def logits_and_targets(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        frame = datamodule.frames[split]
+        logits = predictor.text_logits(
+            frame["text"],
+            cache_dir=cfg.paths.cache_dir,
+            batch_size=cfg.data.eval_batch_size,
+            pad_to_multiple_of=cfg.data.pad_to_multiple_of,
+            pairs=frame["text_pair"] if predictor.pairs else None,
+        )
+        return torch.from_numpy(logits), torch.from_numpy(datamodule.datasets[split].labels)
+
+    multi_label = model.task.multi_label
+    logits, targets = logits_and_targets("val")
+    report = calibration.calibrate(
+        logits, targets, multi_label, model.hparams.calibrate, model.hparams.threshold == TUNED
+    )
+    temperature, thresholds = report.pop("temperature"), report.pop("thresholds")
+    model.set_calibration(temperature, thresholds)
+    if best_path and trainer.is_global_zero:
+        calibration.store(best_path, temperature, thresholds)
+    trainer.strategy.barrier()  # the test reads the checkpoint back
+    if cfg.get("test") and "test" in datamodule.frames:
+        logits, targets = logits_and_targets("test")
+        report["test/ece"] = calibration.expected_calibration_error(
+            calibration.raw_probabilities(logits, multi_label), targets, multi_label
+        )
+        if model.hparams.calibrate:
+            report["test/ece_calibrated"] = calibration.expected_calibration_error(
+                calibration.raw_probabilities(logits, multi_label, temperature), targets, multi_label
+            )
+        if thresholds is not None:
+            probabilities = calibration.raw_probabilities(logits, multi_label, temperature)
+            report["test/f1_untuned"], report["test/f1_micro_untuned"] = calibration.f1_scores(
+                probabilities >= 0.5, targets
+            )
+    log.info(
+        f"calibrated on validation: temperature {temperature:.4f}"
+        + (f", thresholds {[round(t, 4) for t in thresholds]}" if thresholds is not None else "")
+        + f", ECE {report['val/ece']:.4f}"
+        + (f" -> {report['val/ece_calibrated']:.4f}" if "val/ece_calibrated" in report else "")
+    )
+    return {**report, "temperature": temperature} | ({"thresholds": thresholds} if thresholds is not None else {})
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +113,12 @@ def check_pipeline(args: argparse.Namespace, checkpoint: str) -> dict[str, Any]:
     from transformers import pipeline
 
     data = load_splits(args)
-    order = ("test", "val", "train")
-    texts = [text for split in order for text in data.splits[split].texts][: args.check_rows]
-    pairs = [pair for split in order for pair in data.splits[split].pairs][: args.check_rows]
+    rows = [
+        (name, text, pair)
+        for name in ("test", "val", "train")
+        for text, pair in zip(data.splits[name].texts, data.splits[name].pairs)
+    ][: args.check_rows]
+    splits, texts, pairs = (list(column) for column in zip(*rows))
     work, device = args.scratch / "check", "cuda" if args.device == "gpu" else "cpu"
     work.mkdir()
     pd.DataFrame({"text": texts, "text_pair": pairs}).to_csv(work / "pairs.csv", index=False)
@@ -126,9 +130,8 @@ def check_pipeline(args: argparse.Namespace, checkpoint: str) -> dict[str, Any]:
     names = list(data.id2label.values())
     hf = np.array([[{a["label"]: a["score"] for a in answer}[name] for name in names] for answer in answers])
     hf_labels = np.array(names)[hf.argmax(1)]
-    counts = {split: min(len(data.splits[split].texts), args.check_rows) for split in order}
     over = sum(len(ids) > args.max_length for ids in classify.tokenizer(texts, pairs)["input_ids"])
-    check: dict[str, Any] = {"pairs": len(texts), "pairs_over_max_length": over, "from_splits": counts}
+    check: dict[str, Any] = {"pairs": len(texts), "pairs_over_max_length": over, "from_splits": Counter(splits)}
     for precision in ("32-true", "auto"):  # auto: textclf-predict's default (bf16 weights where fast)
         output = work / f"predictions-{precision}.csv"
         run_cli(

@@ -108,7 +108,7 @@ def run_cli(command: str, *overrides: str, run_dir: Path) -> None:
 def check_pipeline(args: argparse.Namespace, checkpoint: str) -> dict[str, Any]:
     """`pipeline("text-classification")` on the checkpoint's Hugging Face export against `textclf-predict`
     on the same pairs: the test pairs, then validation and training pairs (the test split of
-    sentiment_pairs has 427) up to `--check-rows`. Both run on the same device, the pipeline in fp32."""
+    sentiment_pairs has 426) up to `--check-rows`. Both run on the same device, the pipeline in fp32."""
     import pandas as pd
     from transformers import pipeline
 

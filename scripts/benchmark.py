@@ -25,9 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from base_model import build_base_model
 
@@ -50,63 +53,84 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 20) -> floa
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def load_splits(args: argparse.Namespace) -> tuple[list[str], list[int], list[str], list[int], dict[int, str], str]:
-    """The same training examples and test split for every setting, from textclf's data module."""
-    from textclf.data import TextClassificationDataModule
+# test-set figures from a model's outputs [examples, outputs] and the true targets
+Metrics = Callable[[np.ndarray, np.ndarray], dict[str, float]]
 
-    module = TextClassificationDataModule(
-        source=args.dataset,
-        tokenizer=args.model,
-        max_length=args.max_length,
-        max_train_examples=args.examples or None,
-        cache_dir=None,
-    )
+
+def accuracy(outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    return {"test_acc": float((outputs.argmax(1) == labels).mean())}
+
+
+@dataclass
+class Split:
+    texts: list[str]
+    pairs: list[str] | None  # the second text of each pair, for data of text pairs
+    labels: np.ndarray  # class indices, or float targets for regression
+
+
+@dataclass
+class Data:
+    splits: dict[str, Split]  # train, val, test
+    id2label: dict[int, str]
+    regression: bool
+
+
+def load_splits(args: argparse.Namespace) -> Data:
+    """The same rows for every setting: textclf's data module, built from the config textclf trains with."""
+    from hydra.utils import instantiate
+
+    from textclf.cli import compose_config
+
+    cfg = compose_config("train", textclf_overrides(args, "auto"), args.scratch / "splits")
+    module = instantiate(cfg.data)
     module.setup("fit")
-    train, test = module.frames["train"], module.frames["test"]
-    return (
-        train["text"].tolist(),
-        module.datasets["train"].labels.tolist(),
-        test["text"].tolist(),
-        module.datasets["test"].labels.tolist(),
-        module.id2label,
-        module.tokenizer.name_or_path,
-    )
+    splits = {
+        name: Split(
+            frame["text"].tolist(),
+            frame["text_pair"].tolist() if "text_pair" in frame else None,
+            module.datasets[name].labels,
+        )
+        for name, frame in module.frames.items()
+    }
+    return Data(splits, module.id2label, module.hparams.task == "regression")
 
 
-def run_textclf(args: argparse.Namespace, precision: str) -> dict[str, float]:
+def textclf_overrides(args: argparse.Namespace, precision: str) -> list[str]:
+    """The `textclf-train` overrides of a textclf setting: the benchmark's settings, no validation, no
+    progress output, no logger, no test run."""
+    return [
+        f"data={args.dataset}",
+        f"model.net.pretrained={args.model}",
+        f"data.max_train_examples={args.examples or 'null'}",
+        f"data.batch_size={args.batch_size}",
+        f"data.max_length={args.max_length}",
+        f"trainer.max_epochs={args.epochs}",
+        f"model.lr={args.lr}",
+        f"trainer.precision={precision}",
+        f"seed={args.seed}",
+        "trainer.limit_val_batches=0",
+        "trainer.num_sanity_val_steps=0",
+        "callbacks.early_stopping=null",
+        "callbacks.progress_bar=null",
+        "callbacks.model_summary=null",
+        "+trainer.enable_progress_bar=false",
+        "logger=none",
+        "test=false",
+        f"trainer.accelerator={args.device}",
+        f"paths.cache_dir={args.scratch / 'cache'}",
+        *args.override,
+    ]
+
+
+def run_textclf(args: argparse.Namespace, precision: str, metrics: Metrics = accuracy) -> dict[str, float]:
+    """Train with `textclf-train`'s code path, then predict the test split with `Predictor`."""
     from omegaconf import open_dict
 
     from textclf.cli import compose_config
     from textclf.inference import Predictor
     from textclf.train import train
 
-    run_dir = args.scratch / "textclf"
-    cfg = compose_config(
-        "train",
-        [
-            f"data={args.dataset}",
-            f"model.net.pretrained={args.model}",
-            f"data.max_train_examples={args.examples or 'null'}",
-            f"data.batch_size={args.batch_size}",
-            f"data.max_length={args.max_length}",
-            f"trainer.max_epochs={args.epochs}",
-            f"model.lr={args.lr}",
-            f"trainer.precision={precision}",
-            f"seed={args.seed}",
-            "trainer.limit_val_batches=0",
-            "trainer.num_sanity_val_steps=0",
-            "callbacks.early_stopping=null",
-            "callbacks.progress_bar=null",
-            "callbacks.model_summary=null",
-            "+trainer.enable_progress_bar=false",
-            "logger=none",
-            "test=false",
-            f"trainer.accelerator={args.device}",
-            f"paths.cache_dir={run_dir / 'cache'}",
-            *args.override,
-        ],
-        run_dir,
-    )
+    cfg = compose_config("train", textclf_overrides(args, precision), args.scratch / "textclf")
 
     with open_dict(cfg):  # imported by name: this file runs as __main__, a second copy of the class
         cfg.callbacks["timer"] = {"_target_": "benchmark.FitTimer"}
@@ -115,18 +139,18 @@ def run_textclf(args: argparse.Namespace, precision: str) -> dict[str, float]:
     datamodule, model = objects["datamodule"], objects["model"]
     examples = len(datamodule.datasets["train"]) * args.epochs
 
-    model.data_hparams = {"max_length": args.max_length}
+    model.data_hparams = dict(datamodule.hparams)  # what a checkpoint carries: max_length, pair column, ...
     predictor = Predictor(model, precision=precision, device=args.device)
-    texts, labels = datamodule.frames["test"]["text"].tolist(), datamodule.datasets["test"].labels
+    test = datamodule.frames["test"]
+    pairs = test["text_pair"].tolist() if "text_pair" in test else None
     start = time.perf_counter()
-    probabilities = predictor.predict_proba(texts)
+    outputs = predictor.predict_proba(test["text"].tolist(), pairs=pairs)
     predict_seconds = time.perf_counter() - start
     return {
         "train_samples_per_s": examples / timer.seconds,
         "train_seconds": timer.seconds,
-        "predict_samples_per_s": len(texts) / predict_seconds,
-        "test_acc": float((probabilities.argmax(1) == labels).mean()),
-    }
+        "predict_samples_per_s": len(test) / predict_seconds,
+    } | metrics(outputs, datamodule.datasets["test"].labels)
 
 
 class FitTimer(L.Callback):
@@ -141,8 +165,9 @@ class FitTimer(L.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
-def run_hf(args: argparse.Namespace, dynamic_bf16: bool) -> dict[str, float]:
-    import numpy as np
+def run_hf(args: argparse.Namespace, dynamic_bf16: bool, metrics: Metrics = accuracy) -> dict[str, float]:
+    """A plain Trainer script on the same rows: pair encoding for pairs, `problem_type="regression"` (MSE on
+    the raw targets) for regression."""
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -153,19 +178,31 @@ def run_hf(args: argparse.Namespace, dynamic_bf16: bool) -> dict[str, float]:
 
     from textclf.pretrained import resolve_pretrained
 
-    train_texts, train_labels, test_texts, test_labels, id2label, _ = load_splits(args)
+    data = load_splits(args)
+    train_split, test_split = data.splits["train"], data.splits["test"]
     location = resolve_pretrained(args.model)
     tokenizer = AutoTokenizer.from_pretrained(location)
-    model = AutoModelForSequenceClassification.from_pretrained(location, num_labels=len(id2label), id2label=id2label)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        location,
+        num_labels=len(data.id2label),  # regression: one output
+        id2label=data.id2label,
+        problem_type="regression" if data.regression else None,  # None: inferred (single-label)
+    )
     padding = "do_not_pad" if dynamic_bf16 else "max_length"
+    # the second text of a pair has token type 1
+    inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if train_split.pairs else [])
 
-    def dataset(texts: list[str], labels: list[int]) -> list[dict]:
+    def dataset(split: Split) -> list[dict]:
         encoded = tokenizer(
-            texts, truncation=True, max_length=128 if not dynamic_bf16 else args.max_length, padding=padding
+            split.texts,
+            split.pairs,
+            truncation=True,  # pairs: longest_first, as textclf
+            max_length=128 if not dynamic_bf16 else args.max_length,
+            padding=padding,
         )
         return [
-            {"input_ids": ids, "attention_mask": mask, "labels": label}
-            for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], labels)
+            {name: encoded[name][row] for name in inputs} | {"labels": label}
+            for row, label in enumerate(split.labels.tolist())
         ]
 
     training_args = TrainingArguments(
@@ -187,34 +224,40 @@ def run_hf(args: argparse.Namespace, dynamic_bf16: bool) -> dict[str, float]:
     trainer = Trainer(
         model=model,
         args=training_args,
-        train_dataset=dataset(train_texts, train_labels),
+        train_dataset=dataset(train_split),
         data_collator=DataCollatorWithPadding(tokenizer),
     )
     start = time.perf_counter()
     trainer.train()
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    predictions = trainer.predict(dataset(test_texts, test_labels)).predictions
+    predictions = trainer.predict(dataset(test_split)).predictions
     predict_seconds = time.perf_counter() - start
     return {
-        "train_samples_per_s": len(train_texts) * args.epochs / train_seconds,
+        "train_samples_per_s": len(train_split.texts) * args.epochs / train_seconds,
         "train_seconds": train_seconds,
-        "predict_samples_per_s": len(test_texts) / predict_seconds,
-        "test_acc": float((np.argmax(predictions, 1) == np.array(test_labels)).mean()),
-    }
+        "predict_samples_per_s": len(test_split.texts) / predict_seconds,
+    } | metrics(predictions, test_split.labels)
 
 
 def worker(args: argparse.Namespace) -> None:
+    run_worker(
+        args,
+        {
+            "textclf": lambda: run_textclf(args, "auto"),
+            "textclf_fp32": lambda: run_textclf(args, "32-true"),
+            "hf_run_glue": lambda: run_hf(args, dynamic_bf16=False),
+            "hf_dynamic_bf16": lambda: run_hf(args, True),
+        }[args.worker],
+    )
+
+
+def run_worker(args: argparse.Namespace, runner: Callable[[], dict[str, float]]) -> None:
+    """The worker process's part: run one setting in a scratch dir, print its figures and peak RSS."""
     sys.path.insert(0, str(Path(__file__).parent))
-    runners = {
-        "textclf": lambda: run_textclf(args, "auto"),
-        "textclf_fp32": lambda: run_textclf(args, "32-true"),
-        "hf_run_glue": lambda: run_hf(args, dynamic_bf16=False),
-        "hf_dynamic_bf16": lambda: run_hf(args, True),
-    }
     with tempfile.TemporaryDirectory(prefix="textclf-bench-") as scratch:  # checkpoints and caches go with it
         args.scratch = Path(scratch)
-        result = runners[args.worker]()
+        result = runner()
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 
@@ -250,17 +293,7 @@ def main() -> None:
         args.model, args.model_size = str(build_base_model(Path(base_dir.name))), None
     peaks = {"bf16_gflops": matmul_peak(torch.bfloat16), "fp32_gflops": matmul_peak(torch.float32)}
     print(f"matmul peak: bf16 {peaks['bf16_gflops']:.0f} GFLOP/s, fp32 {peaks['fp32_gflops']:.0f} GFLOP/s", flush=True)
-    names = args.settings.split(",")
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-    for round_ in range(1, args.repeats + 1):
-        for name in names:
-            print(f"running {name} ({round_}/{args.repeats}): {SETTINGS[name]} ...", flush=True)
-            runs[name].append(run_setting(name, args))
-            print(f"  {json.dumps({k: round(v, 3) for k, v in runs[name][-1].items()})}", flush=True)
-    results = {
-        name: {key: statistics.median(run[key] for run in runs[name]) for key in runs[name][0]} for name in names
-    }
-
+    runs, results = run_rounds({name: SETTINGS[name] for name in args.settings.split(",")}, args)
     summary = summarize(results, runs, peaks, args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
@@ -271,14 +304,32 @@ def main() -> None:
     print(f"saved {args.out}")
 
 
-def run_setting(name: str, args: argparse.Namespace) -> dict[str, float]:
-    """One setting in a fresh worker process: its figures, or exit with the worker's error output."""
+def run_rounds(
+    settings: dict[str, str], args: argparse.Namespace, script: str = __file__
+) -> tuple[dict[str, list[dict[str, float]]], dict[str, dict[str, float]]]:
+    """Every setting once per round, `args.repeats` rounds (a slow spell of the machine hits all settings
+    alike): each run's figures, and the median of each figure per setting."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in settings}
+    for round_ in range(1, args.repeats + 1):
+        for name, description in settings.items():
+            print(f"running {name} ({round_}/{args.repeats}): {description} ...", flush=True)
+            runs[name].append(run_setting(name, args, script))
+            print(f"  {json.dumps({k: round(v, 3) for k, v in runs[name][-1].items()})}", flush=True)
+    results = {
+        name: {key: statistics.median(run[key] for run in runs[name]) for key in runs[name][0]} for name in settings
+    }
+    return runs, results
+
+
+def run_setting(name: str, args: argparse.Namespace, script: str = __file__) -> dict[str, float]:
+    """One setting in a fresh process running `script --worker NAME` with the same options: its figures, or
+    exit with the worker's error output."""
     command = (
-        [sys.executable, __file__, "--worker", name]
+        [sys.executable, script, "--worker", name]
         + [
             f"--{key.replace('_', '-')}={value}"
             for key, value in vars(args).items()
-            if key not in ("worker", "settings", "out", "override", "repeats", "model_size")
+            if value is not None and key not in ("worker", "settings", "out", "override", "repeats")
         ]
         + [f"--override={o}" for o in args.override]
     )

@@ -27,7 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from textclf.cli import CONFIG_PATH, ERROR_FILE, error_line, run_command
 from textclf.errors import SettingError
@@ -257,8 +257,8 @@ def multirun_rows(sweep_dir: Path) -> pd.DataFrame:
         (p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()),
         key=lambda p: (len(p.name), p.name),
     ):
-        config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text()) or {}
-        metric = config.get("optimized_metric", metric)
+        config = OmegaConf.load(job / ".hydra" / "config.yaml")  # resolved with textclf's resolvers (cli.py)
+        metric = OmegaConf.select(config, "optimized_metric", default=metric)
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
         params = dict(override.split("=", 1) for override in overrides if "=" in override)
         metrics_file, error_file = job / "metrics.json", job / ERROR_FILE

@@ -182,6 +182,15 @@ def test_real_ddp_jobs_of_a_multirun_write_one_run_dir_each(quick_training, tmp_
     assert not (tmp_path / "outputs").exists()  # no stray run dir from the second processes
 
 
+# a median pruner after one trial, and a learning rate that learns (3e-3) or does not (1e-6)
+PRUNE_BAD_LEARNING_RATES = (
+    "sweep.pruner=median",
+    "sweep.pruner_settings={n_startup_trials: 1, n_warmup_steps: 1}",
+    "~hparams_search.params",
+    "+hparams_search.params={model.lr: 'choice(1e-6, 3e-3)'}",
+)
+
+
 def read_summary(sweep_dir: Path) -> pd.DataFrame:
     return pd.read_csv(sweep_dir / "summary.csv").set_index("trial").sort_index()
 
@@ -197,10 +206,7 @@ def test_pruned_trials_stop_after_a_validation_count_toward_the_budget_and_keep_
         "trainer.max_epochs=4",
         f"hydra.run.dir={sweep_dir}",
         "sweep.n_trials=5",
-        "sweep.pruner=median",
-        "sweep.pruner_settings={n_startup_trials: 1, n_warmup_steps: 1}",
-        "~hparams_search.params",
-        "+hparams_search.params={model.lr: 'choice(1e-6, 3e-3)'}",
+        *PRUNE_BAD_LEARNING_RATES,
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -355,10 +361,7 @@ def test_under_ddp_rank_zero_prunes_and_every_rank_stops_with_it(quick_training,
         "trainer.max_epochs=4",
         f"hydra.run.dir={sweep_dir}",
         "sweep.n_trials=3",
-        "sweep.pruner=median",
-        "sweep.pruner_settings={n_startup_trials: 1, n_warmup_steps: 1}",
-        "~hparams_search.params",
-        "+hparams_search.params={model.lr: 'choice(1e-6, 3e-3)'}",
+        *PRUNE_BAD_LEARNING_RATES,
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]

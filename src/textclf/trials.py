@@ -84,10 +84,10 @@ def counts(trial: FrozenTrial) -> bool:
 def recover_interrupted(study: optuna.Study) -> None:
     """Fail and queue again the running trials whose worker died: those started on this machine by a
     process that is gone, and (through the heartbeat) those anywhere that stopped beating."""
-    host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker", "")
-        if not worker.startswith(f"{host}:") or worker == WORKER or process_alive(int(worker.rsplit(":", 1)[1])):
+        pid = local_pid(worker)
+        if pid is None or worker == WORKER or process_alive(pid):
             continue
         try:
             study.tell(trial.number, state=TrialState.FAIL)
@@ -97,6 +97,12 @@ def recover_interrupted(study: optuna.Study) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+
+
+def local_pid(worker: str) -> int | None:
+    """The process id of a worker named `host:pid` when it runs on this machine, else None."""
+    host, _, pid = worker.rpartition(":")
+    return int(pid) if host == socket.gethostname() else None
 
 
 def process_alive(pid: int) -> bool:
@@ -177,10 +183,5 @@ def local_workers(study: optuna.Study) -> int:
     """How many workers of this study run on this machine now (this one included): each registers itself
     in the study, and those whose process is gone are not counted."""
     study.set_user_attr(f"worker:{WORKER}", time.time())
-    host = socket.gethostname()
-    alive = [
-        key
-        for key in study.user_attrs
-        if key.startswith(f"worker:{host}:") and process_alive(int(key.rsplit(":", 1)[1]))
-    ]
-    return max(1, len(alive))
+    pids = [local_pid(key.removeprefix("worker:")) for key in study.user_attrs if key.startswith("worker:")]
+    return max(1, sum(pid is not None and process_alive(pid) for pid in pids))

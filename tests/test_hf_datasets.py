@@ -149,3 +149,25 @@ def test_one_line_errors_name_the_column_split_and_setting(tiny_model_dir: Path,
         module(tiny_model_dir, tmp_path, path=str(tmp_path / "absent")).setup()
     with pytest.raises(DataError, match="data.path .* or data.from_disk"):
         module(tiny_model_dir, tmp_path).setup()
+
+
+def test_text_pairs_come_from_two_columns_of_a_dataset(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from test_pairs import toy_pairs
+
+    frame = toy_pairs(200)
+    datasets.Dataset.from_pandas(frame).save_to_disk(tmp_path / "pairs")
+    data = module(
+        tiny_model_dir, tmp_path, from_disk=str(tmp_path / "pairs"), text_column="a", label_column="label",
+        text_pair_column="b",
+    )  # fmt: skip
+    data.setup()
+    train = data.frames["train"]
+    assert len(train) == 160 and set(zip(train["text"], train["text_pair"])) <= set(zip(frame["a"], frame["b"]))
+    ids, _, _, first = data.datasets["train"][0]
+    expected = data.tokenizer(train["text"].iloc[0], train["text_pair"].iloc[0])["input_ids"]
+    assert ids.tolist() == expected and 0 < first < len(ids)  # one sequence, the second text after `first` tokens
+    with pytest.raises(DataError, match="text_pair_column|no column 'c'"):
+        module(
+            tiny_model_dir, tmp_path, from_disk=str(tmp_path / "pairs"), text_column="a", label_column="label",
+            text_pair_column="c",
+        ).setup()  # fmt: skip

@@ -111,6 +111,8 @@ def test_predict_and_the_hf_pipeline_agree_on_pairs(trained_pairs, tmp_path: Pat
     classifier = pipeline("text-classification", model=str(directory), device="cpu")
     answers = classifier([{"text": a, "text_pair": b} for a, b in zip(frame["a"], frame["b"])])
     assert [answer["label"] for answer in answers] == [row["label"] for row in rows]
+    card = (directory / "README.md").read_text()  # the model card shows how to pass a pair
+    assert "classifier of text pairs with 2 labels" in card and '"text_pair": "the second text"' in card
 
 
 def test_the_onnx_graph_takes_token_types_for_pairs(trained_pairs, tmp_path: Path) -> None:

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import FILLER, NEGATIVE, POSITIVE, compose_cfg, toy_training
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_resume import final_metrics, scalars, train_command
 from transformers import pipeline
 
-from textclf.errors import DataError
+from textclf.errors import DataError, SettingError
 from textclf.evaluate import evaluate
 from textclf.export import export
 from textclf.inference import Predictor
 from textclf.predict import predict
+from textclf.tasks import StandardizedLoss
 
 
 def toy_scores(count: int, seed: int = 0) -> pd.DataFrame:
@@ -55,6 +60,14 @@ def test_regression_learns_scores_far_better_than_the_mean(trained_scores) -> No
     assert metrics["test/mse"] <= 0.3 * baseline
 
 
+def test_each_validation_and_the_test_draw_predicted_against_true_scores(trained_scores) -> None:
+    _, checkpoint, _ = trained_scores
+    events = EventAccumulator(str(Path(checkpoint).parent.parent / "tensorboard")).Reload()
+    assert {"val/predicted_vs_true", "test/predicted_vs_true"} <= set(events.Tags()["images"])
+    assert len(events.Images("val/predicted_vs_true")) == 4  # one per validation (4 epochs), none for the sanity check
+    assert events.Images("test/predicted_vs_true")[0].encoded_image_string.startswith(b"\x89PNG")
+
+
 def test_eval_predict_and_the_hf_pipeline_give_the_same_scores(trained_scores, tmp_path: Path) -> None:
     metrics, checkpoint, csv = trained_scores
     reproduced = evaluate(
@@ -72,6 +85,7 @@ def test_eval_predict_and_the_hf_pipeline_give_the_same_scores(trained_scores, t
     for key in ("test/pearson", "test/spearman", "test/mse", "test/mae"):
         assert reproduced[key] == pytest.approx(metrics[key], abs=1e-3), key
     assert pd.read_csv(tmp_path / "eval" / "errors.csv").shape == (50, 3)
+    assert (tmp_path / "eval" / "predicted_vs_true.png").read_bytes().startswith(b"\x89PNG")
 
     frame = toy_scores(60, seed=4)
     source = tmp_path / "texts.txt"
@@ -87,6 +101,8 @@ def test_eval_predict_and_the_hf_pipeline_give_the_same_scores(trained_scores, t
 
     overrides = (f"ckpt_path={checkpoint}", "format=hf", f"output_dir={tmp_path / 'hf'}")
     directory = export(compose_cfg(tmp_path / "x", None, *overrides, config="export"))
+    card = (directory / "README.md").read_text()
+    assert "A regression model of texts" in card and 'function_to_apply="none"' in card and "Test Pearson r" in card
     regressor = pipeline("text-classification", model=str(directory), device="cpu", function_to_apply="none")
     exported = np.array([answer["score"] for answer in regressor(frame["text"].tolist())])
     ours = Predictor.from_checkpoint(checkpoint, precision="32-true").predict_proba(frame["text"].tolist())[:, 0]
@@ -116,3 +132,101 @@ def test_the_onnx_graph_outputs_the_score(trained_scores, tmp_path: Path) -> Non
     session = onnxruntime.InferenceSession(str(directory / "model.onnx"))
     (scores,) = session.run(None, {k: v.astype(np.int64) for k, v in inputs.items()})
     np.testing.assert_allclose(scores[:, 0], predictor.predict_proba(texts)[:, 0], atol=1e-3)
+
+
+def test_huber_loss_is_squared_within_one_standard_deviation_and_linear_beyond() -> None:
+    logits = torch.tensor([[0.5], [3.0]])  # standardized predictions; the targets standardize to 0
+    targets = torch.tensor([50.0, 50.0])
+    mse, huber = StandardizedLoss(50.0, 10.0, "mse"), StandardizedLoss(50.0, 10.0, "huber")
+    assert float(mse(logits, targets)) == pytest.approx((0.25 + 9.0) / 2)
+    assert float(huber(logits, targets)) == pytest.approx((0.5 * 0.25 + (3.0 - 0.5)) / 2)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ("model.regression_loss=l1", "data.task=regression"),
+            "model.regression_loss must be one of mse, huber, not 'l1'",
+        ),
+        (("model.regression_loss=huber",), "model.regression_loss=huber is for data.task=regression"),
+    ],
+)
+def test_regression_loss_settings_are_checked_with_one_line(make_cfg, tmp_path: Path, overrides, message) -> None:
+    from textclf.train import train
+
+    csv = tmp_path / "scores.csv"
+    toy_scores(40).to_csv(csv, index=False)
+    with pytest.raises(SettingError, match=message):
+        train(make_cfg("data=files", f"data.train_file={csv}", *overrides))
+
+
+@pytest.mark.slow
+def test_huber_regression_learns_in_every_fold_and_logs_its_own_metric(
+    tiny_model_dir: Path, tmp_path: Path, caplog
+) -> None:
+    """Cross-validation of a regression with Huber loss and a few wild scores; progress lines name
+    val/pearson (the output is not a terminal here)."""
+    from textclf.train import train
+
+    frame = toy_scores(400)
+    frame.loc[::40, "label"] = 500.0  # ten outlying scores in the training rows
+    csv = tmp_path / "scores.csv"
+    frame.to_csv(csv, index=False)
+    cfg = compose_cfg(
+        tmp_path / "run",
+        tiny_model_dir,
+        *toy_training(csv),
+        "data.task=regression",
+        "model.regression_loss=huber",
+        "cv.folds=2",
+        "callbacks.early_stopping=null",
+        "callbacks.progress_log.enabled=always",
+    )
+    with caplog.at_level(logging.INFO, logger="textclf"):
+        metrics, _ = train(cfg)
+    folds = json.loads((tmp_path / "run" / "metrics.json").read_text())["folds"]
+    assert len(folds) == 2 and all(fold["test/spearman"] >= 0.8 for fold in folds), folds
+    assert metrics["test/spearman"] == pytest.approx(sum(fold["test/spearman"] for fold in folds) / 2)
+    ends = [r.getMessage() for r in caplog.records if "end of epoch" in r.getMessage()]
+    assert len(ends) == 8 and all("val/pearson " in line and "val/pearson_best " in line for line in ends), ends
+
+
+@pytest.mark.slow
+def test_a_killed_regression_run_resumes_with_its_target_scale(tiny_model_dir: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "scores.csv"
+    toy_scores(600).to_csv(csv, index=False)
+    extra = ("data.task=regression", "callbacks.early_stopping=null")
+    reference = train_command(tmp_path / "uninterrupted", tiny_model_dir, csv, *extra)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    run = tmp_path / "killed"
+    killed = train_command(run, tiny_model_dir, csv, *extra, "+callbacks.crash={_target_:crash.KillAtStep,step:37}")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = train_command(run, tiny_model_dir, csv, *extra, "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "at step 35" in resumed.stderr
+    assert final_metrics(run) == final_metrics(tmp_path / "uninterrupted")
+    assert scalars(run) == scalars(tmp_path / "uninterrupted")
+
+
+def test_fractional_labels_read_as_classes_get_a_note_naming_the_file(caplog) -> None:
+    from textclf.sources import Source
+    from textclf.splits import prepare
+
+    options = dict(
+        multi_label=False,
+        label_delimiter=None,
+        empty_texts="drop",
+        val_fraction=0.1,
+        test_fraction=0.1,
+        split_seed=0,
+        max_train_examples=None,
+    )
+    source = Source("files", train_file="ratings.csv")
+    scores = toy_scores(40).assign(label=lambda frame: frame["label"] / 7)
+    with caplog.at_level(logging.WARNING, logger="textclf"):
+        prepare({"train": scores}, source, **options)
+        prepare({"train": toy_scores(40)}, source, **options)  # whole numbers: classes, no note
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 1 and notes[0].startswith("ratings.csv (train): the labels are numbers such as ")
+    assert notes[0].endswith("set data.task=regression to predict a number"), notes

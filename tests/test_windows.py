@@ -4,6 +4,7 @@ truncation never sees is learned; one-line errors for every window setting; pair
 from __future__ import annotations
 
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from omegaconf import DictConfig
 from textclf.cli import unwrap
 from textclf.errors import DataError
 from textclf.evaluate import evaluate
+from textclf.export import export
 from textclf.inference import Predictor
 from textclf.predict import predict
 from textclf.tokenization import encode_pairs, load_tokenizer
@@ -195,6 +197,19 @@ def test_eval_and_predict_report_one_row_per_text_with_mean_or_max(
     )
     written = pd.read_csv(out)
     assert stats["texts"] == len(written) == 60 and written["text"].tolist() == texts["text"].tolist()
+
+
+@pytest.mark.slow  # its fixture trains for over a minute on 2 CPU cores
+def test_the_export_of_a_window_model_says_it_reads_one_window(trained_windows, tmp_path: Path, caplog) -> None:
+    _, objects = trained_windows
+    overrides = (f"ckpt_path={objects['trainer'].checkpoint_callback.best_model_path}", "format=hf")
+    with caplog.at_level(logging.WARNING, logger="textclf"):
+        directory = export(
+            compose_cfg(tmp_path / "x", None, *overrides, f"output_dir={tmp_path / 'hf'}", config="export")
+        )
+    assert any("reads a text's first 16 tokens only" in record.getMessage() for record in caplog.records)
+    card = (directory / "README.md").read_text()
+    assert "overlapping windows of 16 tokens (4 tokens of overlap)" in card and "`textclf-predict`" in card
 
 
 def test_the_cache_keeps_whole_texts_and_windows_follow_their_settings(make_cfg, hidden_label_csv: Path) -> None:

@@ -5,7 +5,7 @@
 Writes to its run dir: `metrics.json` (with the expected calibration error, before and after the
 checkpoint's temperature when it has one), `per_class.csv` and `per_class.md` (precision, recall, F1 and
 support per label), `confusion_matrix.png` and `reliability_diagram.png` (also logged to TensorBoard), and
-`misclassified.csv`; for regression `metrics.json` and `errors.csv`.
+`misclassified.csv`; for regression `metrics.json`, `errors.csv` and `predicted_vs_true.png` (also logged).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from textclf.files import write_atomically, write_json_atomically
 from textclf.inference import Predictor
 from textclf.labels import LabelSet, Scores
 from textclf.log import log
-from textclf.plots import confusion_figure, reliability_figure
+from textclf.plots import confusion_figure, reliability_figure, scatter_figure
 from textclf.precision import resolve_precision
 
 
@@ -114,6 +114,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     probabilities = predictor.probabilities(logits)
     if task.regression:
         write_regression_report(output_dir, frame, targets, probabilities[:, 0])
+        scatter = scatter_figure(targets, probabilities[:, 0], names[0])
+        write_pictures(output_dir, cfg.split, {"predicted_vs_true": scatter}, metrics)
         return finish(cfg, output_dir, metrics, len(frame))
     calibration_metrics, reliability = calibration_of(model, logits, targets)
     metrics |= calibration_metrics
@@ -134,20 +136,25 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_atomically(output_dir / "per_class.csv", lambda path: report.to_csv(path, index=False))
     write_atomically(output_dir / "per_class.md", lambda path: path.write_text(report.to_markdown(index=False) + "\n"))
     write_atomically(output_dir / "misclassified.csv", lambda path: misclassified.to_csv(path, index=False))
-    writer = SummaryWriter(str(output_dir / "tensorboard"))
+    figures = {"reliability_diagram": reliability}
     if not task.multi_label:
         confusion = np.zeros((len(names), len(names)), dtype=np.int64)
         np.add.at(confusion, (targets, probabilities.argmax(1)), 1)
-        figure = confusion_figure(confusion, names)
-        figure.savefig(output_dir / "confusion_matrix.png", dpi=120)
-        writer.add_figure(f"{cfg.split}/confusion_matrix", figure)
-    reliability.savefig(output_dir / "reliability_diagram.png", dpi=120)
-    writer.add_figure(f"{cfg.split}/reliability_diagram", reliability)
+        figures["confusion_matrix"] = confusion_figure(confusion, names)
+    write_pictures(output_dir, cfg.split, figures, metrics)
+    log.info(report.to_markdown(index=False))
+    return finish(cfg, output_dir, metrics, len(frame))
+
+
+def write_pictures(output_dir: Path, split: str, figures: dict[str, Any], metrics: dict[str, float]) -> None:
+    """Each figure as `<name>.png` and, with the metrics, in TensorBoard under `tensorboard/` (`<split>/<name>`)."""
+    writer = SummaryWriter(str(output_dir / "tensorboard"))
+    for name, figure in figures.items():
+        figure.savefig(output_dir / f"{name}.png", dpi=120)
+        writer.add_figure(f"{split}/{name}", figure)
     for key, value in metrics.items():
         writer.add_scalar(key, value)
     writer.close()
-    log.info(report.to_markdown(index=False))
-    return finish(cfg, output_dir, metrics, len(frame))
 
 
 def write_regression_report(output_dir: Path, frame: pd.DataFrame, targets: np.ndarray, scores: np.ndarray) -> None:

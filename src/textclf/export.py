@@ -10,7 +10,8 @@ pairs whose tokenizer has them; output `logits`; dynamic batch and sequence axes
 A model of text pairs takes `{"text": ..., "text_pair": ...}` in the pipeline. A regression model's exports
 output the score on the targets' scale (`pipeline(..., function_to_apply="none")`). A calibrated model's
 exports output logits / temperature (folded into the last linear layer for `hf`); a multi-label model's
-thresholds are in `config.textclf_thresholds` and the model card (`pipeline` itself uses 0.5).
+thresholds are in `config.textclf_thresholds` and the model card (`pipeline` itself uses 0.5). A model
+trained on windows of long texts exports as one window: the export reads a text's first `max_length` tokens.
 Each export is checked against the checkpoint's own outputs before it is written in place.
 """
 
@@ -210,6 +211,11 @@ def export(cfg: DictConfig) -> Path:
     if cfg.format not in ("hf", "onnx"):
         raise CheckpointError(f"format must be hf or onnx, not '{cfg.format}'")
     model = load_classifier(cfg.ckpt_path).float()
+    if model.data_hparams.get("long_texts") == "window":
+        log.warning(
+            f"the model was trained on windows of long texts: its {cfg.format} export reads a text's first "
+            f"{model.data_hparams.get('max_length')} tokens only (textclf-predict combines the windows)"
+        )
     target = Path(cfg.output_dir)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

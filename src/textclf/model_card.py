@@ -20,6 +20,10 @@ HUB_METRICS = {
     "test/f1_micro": ("f1", "Test F1 (micro)"),
     "test/precision": ("precision", "Test precision (macro)"),
     "test/recall": ("recall", "Test recall (macro)"),
+    "test/pearson": ("pearsonr", "Test Pearson r"),
+    "test/spearman": ("spearmanr", "Test Spearman rho"),
+    "test/mse": ("mse", "Test mean squared error"),
+    "test/mae": ("mae", "Test mean absolute error"),
 }
 
 
@@ -56,6 +60,7 @@ def metadata(model: TextClassifier, metrics: dict[str, float], name: str) -> dic
     if base := base_model(model):
         card["base_model"] = base
     card["tags"] = ["textclf", "text-classification"] + (["multi-label"] if model.task.multi_label else [])
+    card["tags"] += ["regression"] if model.task.regression else []
     if data.get("source") == "hf" and data.get("path") and not Path(str(data["path"])).exists():
         card["datasets"] = [str(data["path"])]
     if metrics:
@@ -79,17 +84,83 @@ def metadata(model: TextClassifier, metrics: dict[str, float], name: str) -> dic
     return card
 
 
+def reading(data: dict[str, Any]) -> str:
+    """How the model read its inputs: pairs, and how long texts were cut or windowed."""
+    limit = data.get("max_length")
+    lines = []
+    if data.get("text_pair_column") is not None:
+        cut = "the second text only" if data.get("pair_truncation") == "only_second" else "the longer text first"
+        lines.append(
+            f"- pairs of texts, read together (`text`, `text_pair`); a pair longer than {limit} tokens "
+            f"is cut from {cut}"
+        )
+    if data.get("long_texts") == "window":
+        lines.append(
+            f"- texts longer than {limit} tokens are read as overlapping windows of {limit} tokens "
+            f"({data.get('window_stride')} tokens of overlap); a text's prediction is the "
+            f"{data.get('window_aggregation', 'mean')} of its windows' logits"
+        )
+    else:
+        truncation = str(data.get("truncation", "head")).replace("_", " and ")
+        lines.append(f"- texts longer than {limit} tokens are truncated, keeping the {truncation}")
+    return "\n".join(lines)
+
+
+def usage(model: TextClassifier) -> str:
+    """The `pipeline` call that predicts as textclf does, and what it cannot do."""
+    data, hp = model.data_hparams, model.hparams
+    pairs = data.get("text_pair_column") is not None
+    options = (
+        ', truncation="only_second"' if pairs and data.get("pair_truncation") == "only_second" else ", truncation=True"
+    )
+    options += ", top_k=None" if model.task.multi_label else ""
+    options += ', function_to_apply="none"' if model.task.regression else ""
+    example = '{"text": "the first text", "text_pair": "the second text"}' if pairs else '"a text to classify"'
+    notes = [
+        f"The tokenizer carries `model_max_length` {data.get('max_length')}: "
+        "long inputs are cut where training cut them."
+    ]
+    if model.task.regression:
+        notes.append(f"`score` is the predicted {model.id2label[0]}, on the scale of the training scores.")
+    if model.task.multi_label and (hp.get("thresholds") is not None or hp.threshold != 0.5):
+        notes.append(
+            "`pipeline` itself predicts a label when its probability reaches 0.5; to decide as textclf does, "
+            "compare each label's score with its threshold in `config.textclf_thresholds`."
+        )
+    if data.get("long_texts") == "window":
+        notes.append(
+            f"`pipeline` reads a long text's first {data.get('max_length')} tokens only; `textclf-predict` on the "
+            "checkpoint reads all its windows and combines them as in training."
+        )
+    return f"""```python
+from transformers import pipeline
+
+model = pipeline("text-classification", model="PATH_OR_HUB_NAME"{options})
+model({example})
+```
+
+{" ".join(notes)}"""
+
+
 def model_card(model: TextClassifier, checkpoint: str | Path, name: str) -> str:
     """The card's text: YAML front matter, then Markdown."""
     metrics = run_test_metrics(checkpoint)
     data, hp, spec = model.data_hparams, model.hparams, model.net.spec
     base = base_model(model) or str(spec.get("pretrained"))
-    kind = "multi-label" if model.task.multi_label else "single-label"
+    inputs = "text pairs" if data.get("text_pair_column") is not None else "texts"
+    kind = (
+        f"A regression model of {inputs}"
+        if model.task.regression
+        else f"A {'multi' if model.task.multi_label else 'single'}-label classifier of {inputs} "
+        f"with {len(model.id2label)} labels"
+    )
     labels = "\n".join(f"| {index} | {label} |" for index, label in model.id2label.items())
     results = "\n".join(f"| {HUB_METRICS[key][1]} | {value:.4f} |" for key, value in metrics.items())
-    truncation = data.get("truncation", "head")
     limit = (
-        "A label is predicted when its probability reaches the threshold: the threshold trades precision for recall."
+        "It predicts numbers in the range the training scores taught it; far outside it, expect errors to grow."
+        if model.task.regression
+        else "A label is predicted when its probability reaches the threshold: "
+        "the threshold trades precision for recall."
         if model.task.multi_label
         else f"It always answers with one of its {len(model.id2label)} labels; it cannot say that a text fits none."
     )
@@ -103,6 +174,8 @@ def model_card(model: TextClassifier, checkpoint: str | Path, name: str) -> str:
             else f"every label whose sigmoid probability reaches {hp.threshold}"
         )
         if model.task.multi_label
+        else f"one number, its {model.id2label[0]}"
+        if model.task.regression
         else "the most probable label"
     )
     temperature = model.task.temperature
@@ -117,20 +190,13 @@ def model_card(model: TextClassifier, checkpoint: str | Path, name: str) -> str:
             f"| {index} | {label} | {threshold} |"
             for (index, label), threshold in zip(model.id2label.items(), thresholds)
         )
-    pipeline_note = (
-        "\n\n`pipeline` itself predicts a label when its probability reaches 0.5; to decide as textclf does, "
-        "compare each label's score with its threshold in `config.textclf_thresholds`."
-        if tuned or (model.task.multi_label and hp.threshold != 0.5)
-        else ""
-    )
     return f"""---
 {yaml.safe_dump(metadata(model, metrics, name), sort_keys=False, allow_unicode=True).strip()}
 ---
 
 # {name}
 
-A {kind} text classifier with {len(model.id2label)} labels, fine-tuned from `{base}` with textclf
-(PyTorch Lightning + Hydra). It predicts {decision}.{calibrated}
+{kind}, fine-tuned from `{base}` with textclf (PyTorch Lightning + Hydra). It predicts {decision}.{calibrated}
 
 ## Labels
 
@@ -141,7 +207,7 @@ A {kind} text classifier with {len(model.id2label)} labels, fine-tuned from `{ba
 ## Data
 
 - dataset: {dataset_name(data)} (textclf source `{data.get("source", "unknown")}`)
-- texts longer than {data.get("max_length")} tokens are truncated, keeping the {truncation.replace("_", " and ")}
+{reading(data)}
 - validation and test rows: the dataset's own splits where it has them, else split off the training rows
   (val {data.get("val_fraction")}, test {data.get("test_fraction")}, split seed {data.get("split_seed")})
 
@@ -167,24 +233,18 @@ A {kind} text classifier with {len(model.id2label)} labels, fine-tuned from `{ba
 
 ## How to use
 
-```python
-from transformers import pipeline
-
-classifier = pipeline("text-classification", model="PATH_OR_HUB_NAME", truncation=True{
-        ", top_k=None" if model.task.multi_label else ""
-    })
-classifier("a text to classify")
-```
-
-`truncation=True` cuts long texts where training did (the tokenizer carries `model_max_length`
-{data.get("max_length")}).{pipeline_note}
+{usage(model)}
 
 ## Limitations
 
 - Trained and tested on {dataset_name(data)} only: texts of another domain, style or language may be
   classified worse than the results above say.
 - {limit}
-- Tokens past {data.get("max_length")} are not read.
+- {
+        "Long texts are read in windows; a text's label can rest on one passage."
+        if data.get("long_texts") == "window"
+        else f"Tokens past {data.get('max_length')} are not read."
+    }
 """
 
 

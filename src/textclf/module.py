@@ -44,6 +44,7 @@ class TextClassifier(L.LightningModule):
         target_mean: float = 0.0,
         target_std: float = 1.0,
         calibrate: bool = False,
+        regression_loss: str = "mse",
         temperature: float = 1.0,
         thresholds: list[float] | None = None,
         lr: float = 1e-4,
@@ -65,7 +66,15 @@ class TextClassifier(L.LightningModule):
         self.strict_loading = net.spec.get("peft") is None
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.task = make_task(
-            len(id2label), multi_label, threshold, class_weights, task, target_mean, target_std, calibrate
+            len(id2label),
+            multi_label,
+            threshold,
+            class_weights,
+            task,
+            target_mean,
+            target_std,
+            calibrate,
+            regression_loss,
         )
         self.task.calibrate(temperature, thresholds)
         self.loss = self.task.loss()

@@ -1,6 +1,6 @@
-"""What the trackers show besides scalars: the confusion matrix after each validation and the test (in
-TensorBoard, MLflow and W&B), and in TensorBoard after the test the misclassified examples as a text panel
-and, for two classes, a precision-recall curve."""
+"""What the trackers show besides scalars: the confusion matrix (classification) or predicted against true
+scores (regression) after each validation and the test (in TensorBoard, MLflow and W&B), and in TensorBoard
+after the test the misclassified examples as a text panel and, for two classes, a precision-recall curve."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch.distributed as dist
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from textclf.plots import confusion_figure
+from textclf.plots import confusion_figure, scatter_figure
 from textclf.tracking import log_figure, takes_pictures
 
 
@@ -67,6 +67,60 @@ class ConfusionMatrixLogger(L.Callback):
         self._draw("test", trainer, pl_module)
 
 
+def gather(parts: list[torch.Tensor]) -> torch.Tensor:
+    """This rank's tensors joined, and under DDP every rank's (each evaluated a share of the rows)."""
+    joined = torch.cat(parts) if parts else torch.empty(0)
+    if dist.is_available() and dist.is_initialized():
+        shares: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(shares, joined)
+        joined = torch.cat(shares)
+    return joined
+
+
+class ScoreScatterLogger(L.Callback):
+    """Regression: every validation's and the test's predicted against true scores, drawn on rank 0 as
+    `val/predicted_vs_true` and `test/predicted_vs_true` for every logger that takes pictures (the scores
+    of every rank). Sanity-check validations are not drawn."""
+
+    def __init__(self) -> None:
+        self.truth: list[torch.Tensor] = []
+        self.predicted: list[torch.Tensor] = []
+
+    def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.truth, self.predicted = [], []
+
+    def _update(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if pl_module.task.regression and outputs is not None:
+            self.truth.append(batch["labels"].float().cpu())
+            self.predicted.append(outputs[:, 0].float().cpu())
+
+    def _draw(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not pl_module.task.regression or trainer.sanity_checking:
+            return
+        truth, predicted = gather(self.truth), gather(self.predicted)  # every rank takes part
+        self.truth, self.predicted = [], []
+        if trainer.is_global_zero and len(truth) and takes_pictures(trainer.loggers):
+            figure = scatter_figure(truth.numpy(), predicted.numpy(), pl_module.id2label[0])
+            log_figure(trainer.loggers, f"{stage}/predicted_vs_true", figure, trainer.global_step)
+
+    on_validation_epoch_start = on_test_epoch_start = _start
+    on_validation_batch_end = on_test_batch_end = _update
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._draw("val", trainer, pl_module)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._draw("test", trainer, pl_module)
+
+
 class TestReport(L.Callback):
     """Collects each test batch's row indices, labels and probabilities (every rank), then draws on
     rank 0: `test/misclassified` (the most confident mistakes, with their texts) and `test/pr_curve`."""
@@ -93,12 +147,8 @@ class TestReport(L.Callback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.rows:
             return
-        index, labels, probabilities = (torch.cat(parts) for parts in zip(*self.rows))
+        index, labels, probabilities = (gather(list(parts)) for parts in zip(*self.rows))
         self.rows = []
-        if dist.is_available() and dist.is_initialized():  # every rank tested a share of the rows
-            shares: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(shares, (index, labels, probabilities))
-            index, labels, probabilities = (torch.cat(parts) for parts in zip(*shares))
         writers = tensorboard_writers(trainer)
         if not trainer.is_global_zero or not writers:
             return

@@ -1,4 +1,5 @@
-"""Pictures people would rather look at than read: the confusion matrix, a sweep's history and what mattered."""
+"""Pictures people would rather look at than read: the confusion matrix, predicted against true scores, a
+sweep's history and what mattered, a reliability diagram."""
 
 from __future__ import annotations
 
@@ -40,6 +41,28 @@ def confusion_figure(confusion: np.ndarray, names: list[str]) -> plt.Figure:
                     color="white" if shares[row, column] > 0.5 else "black",
                 )
     figure.colorbar(image, ax=axes, fraction=0.046)
+    figure.tight_layout()
+    return figure
+
+
+MAX_POINTS = 5_000  # beyond this many texts the scatter becomes a density of hexagons
+
+
+def scatter_figure(truth: np.ndarray, predicted: np.ndarray, name: str) -> plt.Figure:
+    """Predicted against true scores (regression) with the diagonal of perfect predictions: where the
+    model is biased, compressed towards the mean, or wrong on a range of scores."""
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    if len(truth) > MAX_POINTS:
+        image = axes.hexbin(truth, predicted, gridsize=60, bins="log", cmap="Blues", mincnt=1)
+        figure.colorbar(image, ax=axes, fraction=0.046, label="texts")
+    else:
+        axes.scatter(truth, predicted, s=8, alpha=0.5, linewidths=0)
+    low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
+    axes.plot([low, high], [low, high], linestyle="--", color="grey", linewidth=1, label="predicted = true")
+    varies = len(truth) > 1 and truth.std() > 0 and predicted.std() > 0
+    pearson = f", Pearson r {np.corrcoef(truth, predicted)[0, 1]:.3f}" if varies else ""
+    axes.set(xlabel=f"true {name}", ylabel=f"predicted {name}", title=f"{len(truth)} texts{pearson}")
+    axes.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
     return figure
 

@@ -60,9 +60,10 @@ class ProgressLog(L.Callback):
         if not self.active:
             return
         metrics = {"mean loss": float(self.loss_sum) / max(self.batches, 1)}
+        monitor = f"val/{pl_module.task.monitor}"  # val/acc, or val/pearson for regression
         metrics |= {
             key: float(trainer.callback_metrics[key])
-            for key in ("val/loss", "val/acc", "val/acc_best")
+            for key in ("val/loss", monitor, f"{monitor}_best")
             if key in trainer.callback_metrics
         }
         self.report(trainer, "end of epoch, " + ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()))

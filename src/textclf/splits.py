@@ -81,6 +81,19 @@ def split_off(
     return frame.iloc[rest].reset_index(drop=True), frame.iloc[held_out].reset_index(drop=True)
 
 
+def note_scores_as_classes(labels: pd.Series, where: str) -> None:
+    """A classification label column of fractional numbers is most likely a score: say so, once."""
+    if not pd.api.types.is_float_dtype(labels.dtype):
+        return
+    values = labels.dropna()
+    fractional = values[values != values.round()]
+    if len(fractional):
+        log.warning(
+            f"{where}: the labels are numbers such as {fractional.iloc[0]:g}, taken as {values.nunique()} "
+            "classes; set data.task=regression to predict a number"
+        )
+
+
 def label_tuples(values: pd.Series, multi_label: bool, delimiter: str | None) -> list[tuple[str, ...]]:
     """Each row's labels as a tuple; rows with the same value share one tuple, so a million rows of a few
     labels hold a million pointers rather than a million tuples."""
@@ -130,6 +143,8 @@ def prepare(
     if empty_texts not in EMPTY_TEXTS:
         raise DataError(f"data.empty_texts must be one of {', '.join(EMPTY_TEXTS)}, not '{empty_texts}'")
     splits = {name: clean_split(frame, source.where(name), empty_texts) for name, frame in raw.items()}
+    if not regression and "train" in splits:
+        note_scores_as_classes(splits["train"]["label"], source.where("train"))
     splits = {
         name: frame.assign(label=label_tuples(frame["label"], multi_label, label_delimiter))
         for name, frame in splits.items()

@@ -145,16 +145,21 @@ class MultiLabel(SingleLabel):
         return stage_metrics(kinds, stage, self.num_labels, threshold=0.5)
 
 
-class StandardizedMSE(nn.Module):
-    """Mean squared error against standardized targets: the network learns numbers of about unit scale,
-    whatever the scale of the scores (a 0-5 similarity, a price)."""
+REGRESSION_LOSSES = ("mse", "huber")
 
-    def __init__(self, mean: float, std: float) -> None:
+
+class StandardizedLoss(nn.Module):
+    """Squared error (`mse`) or Huber loss (`huber`: squared within one standard deviation, linear beyond,
+    so a few wild scores pull less) against standardized targets: the network learns numbers of about unit
+    scale, whatever the scale of the scores (a 0-5 similarity, a price)."""
+
+    def __init__(self, mean: float, std: float, kind: str = "mse") -> None:
         super().__init__()
         self.mean, self.std = mean, std
+        self.error = nn.functional.mse_loss if kind == "mse" else nn.functional.huber_loss
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return nn.functional.mse_loss(logits.float().squeeze(-1), (targets.float() - self.mean) / self.std)
+        return self.error(logits.float().squeeze(-1), (targets.float() - self.mean) / self.std)
 
 
 class Regression(SingleLabel):
@@ -165,12 +170,12 @@ class Regression(SingleLabel):
     regression = True
     monitor = "pearson"
 
-    def __init__(self, mean: float = 0.0, std: float = 1.0) -> None:
+    def __init__(self, mean: float = 0.0, std: float = 1.0, loss: str = "mse") -> None:
         super().__init__(1)
-        self.mean, self.std = mean, std
+        self.mean, self.std, self.loss_kind = mean, std, loss
 
     def loss(self) -> nn.Module:
-        return StandardizedMSE(self.mean, self.std)
+        return StandardizedLoss(self.mean, self.std, self.loss_kind)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """The scores, [texts, 1], on the targets' scale (the name keeps one code path for all tasks)."""
@@ -218,15 +223,22 @@ def make_task(
     target_mean: float = 0.0,
     target_std: float = 1.0,
     calibrate: bool = False,
+    regression_loss: str = "mse",
 ) -> SingleLabel:
     """The task object for a model's settings."""
     if task not in TASKS:
         raise ValueError(f"model.task must be one of {', '.join(TASKS)}, not '{task}'")
     check_calibration_settings(threshold, calibrate, multi_label, task)
+    if regression_loss not in REGRESSION_LOSSES:
+        raise SettingError(
+            f"model.regression_loss must be one of {', '.join(REGRESSION_LOSSES)}, not {regression_loss!r}"
+        )
+    if regression_loss != "mse" and task != "regression":
+        raise SettingError(f"model.regression_loss={regression_loss} is for data.task=regression")
     if task == "regression":
         if multi_label or class_weights is not None:
             raise ValueError("model.task=regression takes neither data.multi_label nor model.class_weights")
-        return Regression(target_mean, target_std)
+        return Regression(target_mean, target_std, regression_loss)
     if class_weights is not None and len(class_weights) != num_labels:
         raise ValueError(f"model.class_weights has {len(class_weights)} weights for {num_labels} labels")
     return MultiLabel(num_labels, class_weights, threshold) if multi_label else SingleLabel(num_labels, class_weights)

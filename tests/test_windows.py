@@ -237,3 +237,22 @@ def test_only_second_shortens_the_second_text_and_refuses_a_first_text_too_long(
     assert len(ids[0]) == 10 and firsts[0] == 8  # the first text whole, 1 word of the second
     with pytest.raises(DataError, match="only_second: a first text leaves no room"):
         encode_pairs([" ".join(["good"] * 12)], [second], tokenizer, 10, pair_truncation="only_second")
+
+
+@pytest.mark.slow  # three trainings in subprocesses
+def test_a_killed_window_run_resumes_and_ends_as_if_it_never_stopped(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from test_resume import final_metrics, scalars, train_command
+
+    csv = tmp_path / "long.csv"
+    hidden_label_reviews(120).to_csv(csv, index=False)
+    windows = ("data.long_texts=window", "data.max_length=16", "data.window_stride=4", "data.max_windows=3")
+    reference = train_command(tmp_path / "uninterrupted", tiny_model_dir, csv, *windows)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    run = tmp_path / "killed"
+    killed = train_command(run, tiny_model_dir, csv, *windows, "+callbacks.crash={_target_:crash.KillAtStep,step:27}")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = train_command(run, tiny_model_dir, csv, *windows, "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "at step 25" in resumed.stderr
+    assert final_metrics(run) == final_metrics(tmp_path / "uninterrupted")
+    assert scalars(run) == scalars(tmp_path / "uninterrupted")

@@ -200,9 +200,9 @@ class Regression(SingleLabel):
         return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=False)
 
 
-def check_calibration_settings(threshold: Any, calibrate: Any, multi_label: bool, task: str) -> None:
+def check_task_settings(threshold: Any, calibrate: Any, multi_label: bool, task: str, regression_loss: Any) -> None:
     """`model.threshold`: a number in (0, 1), or `tuned` (multi-label only); `model.calibrate`: a boolean,
-    refused for regression. One-line errors."""
+    refused for regression; `model.regression_loss`: mse or huber, for regression. One-line errors."""
     if threshold == TUNED:
         if not multi_label:
             raise SettingError("model.threshold=tuned tunes one threshold per label: it needs data.multi_label=true")
@@ -212,6 +212,11 @@ def check_calibration_settings(threshold: Any, calibrate: Any, multi_label: bool
         raise SettingError(f"model.calibrate must be true or false, not {calibrate!r}")
     if calibrate and task == "regression":
         raise SettingError("model.calibrate=true scales class probabilities: a regression model has none")
+    if regression_loss not in REGRESSION_LOSSES:
+        losses = ", ".join(REGRESSION_LOSSES)
+        raise SettingError(f"model.regression_loss must be one of {losses}, not {regression_loss!r}")
+    if regression_loss != "mse" and task != "regression":
+        raise SettingError(f"model.regression_loss={regression_loss} is for data.task=regression")
 
 
 def make_task(
@@ -228,13 +233,7 @@ def make_task(
     """The task object for a model's settings."""
     if task not in TASKS:
         raise ValueError(f"model.task must be one of {', '.join(TASKS)}, not '{task}'")
-    check_calibration_settings(threshold, calibrate, multi_label, task)
-    if regression_loss not in REGRESSION_LOSSES:
-        raise SettingError(
-            f"model.regression_loss must be one of {', '.join(REGRESSION_LOSSES)}, not {regression_loss!r}"
-        )
-    if regression_loss != "mse" and task != "regression":
-        raise SettingError(f"model.regression_loss={regression_loss} is for data.task=regression")
+    check_task_settings(threshold, calibrate, multi_label, task, regression_loss)
     if task == "regression":
         if multi_label or class_weights is not None:
             raise ValueError("model.task=regression takes neither data.multi_label nor model.class_weights")

@@ -37,7 +37,7 @@ from textclf.inference import Predictor
 from textclf.log import log
 from textclf.module import TextClassifier
 from textclf.precision import resolve_precision
-from textclf.tasks import TUNED, check_calibration_settings
+from textclf.tasks import TUNED, check_task_settings
 
 
 def instantiate_group(group: DictConfig | None, **extra: dict[str, Any]) -> list[Any]:
@@ -87,11 +87,12 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[dict[s
 def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
     """One run: fit, test the best checkpoint, write `metrics.json`."""
     model_cfg = cfg.model
-    check_calibration_settings(  # before any work
+    check_task_settings(  # before any work
         model_cfg.get("threshold", 0.5),
         model_cfg.get("calibrate", False),
         cfg.data.get("multi_label", False),
         cfg.data.get("task", "classification"),
+        model_cfg.get("regression_loss", "mse"),
     )
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)

@@ -28,9 +28,10 @@ class TextClassifier(L.LightningModule):
 
     A checkpoint carries everything needed to use the model elsewhere: `id2label` and the settings in its
     hyper-parameters, the network's spec (`build_network`'s arguments, with the encoder's config) and the
-    tokenizer's files, so the checkpoint alone rebuilds it (`checkpoints.load_classifier`). Defaults are
-    those of `conf/model/default.yaml`. `temperature` and `thresholds` are fitted on validation after
-    training (calibration.py) and stored in the best checkpoint's hyper-parameters.
+    tokenizer's files, so the checkpoint alone rebuilds it (`checkpoints.load_trained` for inference, without
+    Lightning; `checkpoints.load_classifier` this module around it). Defaults are those of
+    `conf/model/default.yaml`. `temperature` and `thresholds` are fitted on validation after training
+    (calibration.py) and stored in the best checkpoint's hyper-parameters.
     """
 
     def __init__(

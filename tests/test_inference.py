@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -172,6 +173,63 @@ def test_predict_reads_csv_and_stdin(trained_toy, tmp_path: Path) -> None:
     assert lines[0] == "text,label,prob_negative,prob_positive"
     assert lines[1].startswith("a great great film,positive,") and lines[2].startswith("an awful boring film,negative,")
     assert "texts/s" in result.stderr
+
+
+# Lightning's packages: importing them would add 0.7 s to a one-line textclf-predict's 3.5 s
+LIGHTNING = ("lightning", "lightning_fabric", "pytorch_lightning")
+
+
+def test_predict_export_and_eval_never_import_lightning_and_only_eval_torchmetrics() -> None:
+    code = (
+        "import json, sys\n"
+        "loaded = {}\n"
+        "for module in ('textclf.predict', 'textclf.export', 'textclf.evaluate'):\n"
+        "    __import__(module)\n"
+        "    loaded[module] = sorted({name.split('.')[0] for name in sys.modules})\n"
+        "print(json.dumps(loaded))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert "torch" in loaded["textclf.predict"]  # the check sees what was imported
+    for module, absent in (
+        ("textclf.predict", (*LIGHTNING, "torchmetrics")),
+        ("textclf.export", (*LIGHTNING, "torchmetrics")),
+        ("textclf.evaluate", LIGHTNING),  # evaluation computes metrics: torchmetrics is its business
+    ):
+        assert not set(absent) & set(loaded[module]), f"{module} imports {set(absent) & set(loaded[module])}"
+
+
+def test_predict_works_where_lightning_and_torchmetrics_cannot_be_imported(trained_toy, tmp_path: Path) -> None:
+    """As if they were not installed: `None` in sys.modules makes any import of them fail."""
+    checkpoint, texts = best_checkpoint(trained_toy), ["a great great film", "an awful boring film"]
+    blocked = [*LIGHTNING, "torchmetrics"]
+    code = (
+        f"import runpy, sys; sys.modules.update(dict.fromkeys({blocked!r})); "
+        "runpy.run_module('textclf.predict', run_name='__main__')"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            f"ckpt_path={checkpoint}",
+            "input=-",
+            "output=-",
+            f"hydra.run.dir={tmp_path / 'p'}",
+            "precision=32-true",
+        ],
+        input="\n".join(texts) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    predictor = Predictor.from_checkpoint(checkpoint, precision="32-true")
+    probabilities = predictor.predict_proba(texts)
+    rows = pd.read_csv(io.StringIO(result.stdout))
+    assert rows["label"].tolist() == predictor.labels_of(probabilities) == ["positive", "negative"]
+    np.testing.assert_allclose(rows[["prob_negative", "prob_positive"]], probabilities, atol=1e-5)
 
 
 def test_export_hf_pipeline_predicts_what_the_checkpoint_predicts(trained_toy, tmp_path: Path) -> None:

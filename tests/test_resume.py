@@ -16,9 +16,10 @@ import torch
 from conftest import toy_reviews, toy_training
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from textclf.checkpoints import AtomicCheckpointIO, load_classifier, run_dir
+from textclf.checkpoints import load_classifier, run_dir
 from textclf.cli import run_command
 from textclf.files import OutputError
+from textclf.resuming import AtomicCheckpointIO
 from textclf.train import train
 
 TESTS = Path(__file__).resolve().parent

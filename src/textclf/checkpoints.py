@@ -1,11 +1,11 @@
-"""Crash-safe checkpoints and resuming a killed run exactly where it stopped.
+"""Checkpoint files: which run `resume=` continues, and reading a checkpoint back safely.
 
-Lightning saves the model, optimizer, scheduler, loop progress and callback states. Three things are
-added here so that a resumed run ends with the same numbers as one that never stopped: checkpoints are
-written atomically (a kill mid-write leaves the previous one whole), the random state travels in the
-checkpoint and comes back at the first training batch after the resume, and `resume=auto` finds the
-run to continue. The data module keeps the dataloader's position in the epoch (see `data.py`).
-`load_classifier` reads a checkpoint back safely, for evaluation, prediction and export.
+Lightning saves the model, optimizer, scheduler, loop progress and callback states; `resuming.py` adds
+atomic writes and the random state, and the data module the dataloader's position in the epoch (see
+`data.py`), so that a resumed run ends with the same numbers as one that never stopped. Here `resume=auto`
+finds the run to continue, and a checkpoint is read back with `weights_only`: `load_trained` rebuilds the
+classifier it holds for prediction, evaluation and export without importing Lightning (a one-line
+`textclf-predict` is faster: docs/performance.md), `load_classifier` the LightningModule around it.
 """
 
 from __future__ import annotations
@@ -14,57 +14,20 @@ import inspect
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
 import torch
-from lightning.fabric.plugins import TorchCheckpointIO
 
 from textclf import adapters
+from textclf.classifier import TrainedClassifier
 from textclf.errors import CheckpointError, first_line
-from textclf.files import write_atomically
-from textclf.module import TextClassifier
 from textclf.network import build_network
+from textclf.tokenization import tokenizer_from_files
+
+if TYPE_CHECKING:
+    from textclf.module import TextClassifier
 
 LAST = "last.ckpt"
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file beside it, flushes it to disk and renames it.
-    (Lightning's own writer stages the file in the system temp dir and copies it over, which is not
-    atomic across file systems and holds a second copy of the checkpoint in memory.)"""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        write_atomically(Path(path), lambda target: torch.save(checkpoint, target), what="checkpoint")
-
-
-class RandomStateCheckpoint(L.Callback):
-    """Saves torch's random state (CPU and CUDA) with each checkpoint and restores it right before the
-    first training batch after a resume, so dropout draws the same masks as in an uninterrupted run.
-    (Restoring it when the checkpoint loads would be too early: sanity validation and model building
-    come in between.) The dataloaders draw from their own generator, never from this state."""
-
-    def __init__(self) -> None:
-        self.pending: dict[str, Any] | None = None
-
-    def state_dict(self) -> dict[str, Any]:
-        state = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["cuda"] = torch.cuda.get_rng_state()
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.pending = state_dict
-
-    def on_train_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        if self.pending is None:
-            return
-        torch.set_rng_state(self.pending["cpu"])
-        if "cuda" in self.pending and torch.cuda.is_available():
-            torch.cuda.set_rng_state(self.pending["cuda"])
-        self.pending = None
 
 
 def is_unfinished(run_dir: Path) -> bool:
@@ -178,9 +141,10 @@ def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return checkpoint | {"network": network, "state_dict": state}
 
 
-def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> TextClassifier:
-    """The model a checkpoint holds, in eval mode, rebuilt from the checkpoint alone (no download; a LoRA
-    checkpoint reads its frozen base from `model.net.pretrained`). Any failure is one line naming the file."""
+def load_trained(path: str | Path, map_location: str | torch.device = "cpu") -> TrainedClassifier:
+    """The classifier a checkpoint holds, in eval mode, rebuilt from the checkpoint alone (no download; a LoRA
+    checkpoint reads its frozen base from `model.net.pretrained`), without Lightning. Only the network's
+    weights are read: the metric states beside them serve training. Any failure is one line naming the file."""
     checkpoint = read_checkpoint(path, map_location)
     try:
         checkpoint = upgrade(checkpoint)
@@ -193,14 +157,31 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"{path}: its network cannot be built from '{network.get('pretrained')}' ({first_line(error)})"
         ) from None
-    module = TextClassifier(net, **arguments_of(TextClassifier, hparams))
-    module.on_load_checkpoint(checkpoint)
-    try:
-        loaded = module.load_state_dict(checkpoint["state_dict"], strict=module.strict_loading)
+    state = checkpoint["state_dict"]
+    weights = {key.removeprefix("net."): value for key, value in state.items() if key.startswith("net.")}
+    try:  # a LoRA checkpoint holds only what was trained: the rest came from `pretrained`
+        loaded = net.load_state_dict(weights, strict=network.get("peft") is None)
     except RuntimeError as error:  # weights of another shape or name than the network it describes
         details = str(error).strip().splitlines()
         raise CheckpointError(f"{path}: its weights do not fit its network ({details[-1].strip()[:200]})") from None
     if loaded.unexpected_keys:
-        raise CheckpointError(f"{path}: holds weights its network does not have ({loaded.unexpected_keys[0]}, ...)")
-    adapters.merge_lora(module.net)  # inference needs no adapters of its own: faster, and quantizable
+        raise CheckpointError(f"{path}: holds weights its network does not have (net.{loaded.unexpected_keys[0]}, ...)")
+    adapters.merge_lora(net)  # inference needs no adapters of its own: faster, and quantizable
+    files = checkpoint.get("tokenizer_files")
+    model = TrainedClassifier(
+        net,
+        dict(hparams),
+        dict(checkpoint.get("datamodule_hyper_parameters", {})),
+        tokenizer_from_files(files) if files is not None else None,
+    )
+    return model.to(map_location).eval()
+
+
+def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> TextClassifier:
+    """The LightningModule around the classifier a checkpoint holds (`load_trained`), in eval mode."""
+    from textclf.module import TextClassifier  # Lightning, only for a caller who wants the LightningModule
+
+    trained = load_trained(path, map_location)
+    module = TextClassifier(trained.net, **arguments_of(TextClassifier, trained.hparams), tokenizer=trained.tokenizer)
+    module.data_hparams = trained.data_hparams
     return module.to(map_location).eval()

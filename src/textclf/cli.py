@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,11 @@ def command_main(function: Callable[[DictConfig], Any], config_name: str) -> Cal
 
     @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)
     def main(cfg: DictConfig) -> Any:
+        # what the imports made lives until the process ends: out of the garbage collector's sight, it is not
+        # traversed again by each collection, nor at exit (docs/performance.md: a one-line textclf-predict). Once: the
+        # later jobs of a multirun must not freeze what earlier ones left to collect.
+        if not gc.get_freeze_count():
+            gc.freeze()
         return run_command(function, cfg)
 
     return main

@@ -32,12 +32,12 @@ from transformers import (
 )
 
 from textclf import model_card
-from textclf.checkpoints import load_classifier
+from textclf.checkpoints import load_trained
+from textclf.classifier import TrainedClassifier
 from textclf.cli import command_main
 from textclf.errors import CheckpointError, OutputError, SettingError
 from textclf.files import os_error_reason
 from textclf.log import log
-from textclf.module import TextClassifier
 from textclf.network import model_class
 from textclf.tokenization import uses_token_types
 
@@ -50,12 +50,12 @@ PROBE_TEXTS = [
 TOLERANCE = 1e-4
 
 
-def reads_token_types(model: TextClassifier) -> bool:
+def reads_token_types(model: TrainedClassifier) -> bool:
     """A model of text pairs whose tokenizer marks the second text with token type ids: its exports take them."""
     return model.data_hparams.get("text_pair_column") is not None and uses_token_types(model.tokenizer)
 
 
-def probe_batch(model: TextClassifier, texts: list[str] = PROBE_TEXTS, tensors: str = "pt") -> dict[str, Any]:
+def probe_batch(model: TrainedClassifier, texts: list[str] = PROBE_TEXTS, tensors: str = "pt") -> dict[str, Any]:
     """The tokenizer's encoding of probe texts, or of probe pairs (each text with the next) for a pair model."""
     pairs = texts[1:] + texts[:1] if model.data_hparams.get("text_pair_column") is not None else None
     return dict(
@@ -65,7 +65,7 @@ def probe_batch(model: TextClassifier, texts: list[str] = PROBE_TEXTS, tensors: 
     )
 
 
-def reference_logits(model: TextClassifier, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def reference_logits(model: TrainedClassifier, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """What the export must output: the logits, or a regression model's scores on the targets' scale."""
     with torch.inference_mode():
         return model.task.outputs(model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")))
@@ -79,7 +79,7 @@ def check_close(actual: torch.Tensor | np.ndarray, expected: torch.Tensor, what:
         )
 
 
-def save_tokenizer(model: TextClassifier, directory: Path) -> None:
+def save_tokenizer(model: TrainedClassifier, directory: Path) -> None:
     """The tokenizer, with the checkpoint's `max_length` as its `model_max_length` and its truncation side,
     so that `pipeline(..., truncation=True)` cuts long texts where textclf did (`head_tail` has no
     tokenizer setting: such texts are cut at the head)."""
@@ -90,7 +90,7 @@ def save_tokenizer(model: TextClassifier, directory: Path) -> None:
     tokenizer.save_pretrained(directory)
 
 
-def hf_model(model: TextClassifier) -> PreTrainedModel:
+def hf_model(model: TrainedClassifier) -> PreTrainedModel:
     """The checkpoint's network as a plain `AutoModelForSequenceClassification` with the same weights:
     the native head as it is (LoRA adapters are merged when the checkpoint loads), or the `pooler` head where
     the architecture's own head is exactly pooler + dropout + linear (BERT)."""
@@ -150,7 +150,7 @@ def rescaled_output_layer(
     return {weight: state[weight] * scale, bias: state[bias] * scale + shift}
 
 
-def to_hf(model: TextClassifier, directory: Path) -> None:
+def to_hf(model: TrainedClassifier, directory: Path) -> None:
     """A Hugging Face model directory that `pipeline("text-classification")` loads, checked against the
     checkpoint's own logits."""
     batch = probe_batch(model)
@@ -165,7 +165,7 @@ def to_hf(model: TextClassifier, directory: Path) -> None:
 class LogitsOnly(nn.Module):
     """The classifier with plain tensor inputs and output, as ONNX wants it."""
 
-    def __init__(self, model: TextClassifier) -> None:
+    def __init__(self, model: TrainedClassifier) -> None:
         super().__init__()
         self.model = model
 
@@ -175,7 +175,7 @@ class LogitsOnly(nn.Module):
         return self.model.task.outputs(self.model(input_ids, attention_mask, token_type_ids))
 
 
-def to_onnx(model: TextClassifier, directory: Path, opset: int) -> None:
+def to_onnx(model: TrainedClassifier, directory: Path, opset: int) -> None:
     try:
         import onnxruntime
     except ImportError:
@@ -210,7 +210,7 @@ def export(cfg: DictConfig) -> Path:
     """Export into a temporary folder next to `output_dir`, check it, then move it in place."""
     if cfg.format not in ("hf", "onnx"):
         raise CheckpointError(f"format must be hf or onnx, not '{cfg.format}'")
-    model = load_classifier(cfg.ckpt_path).float()
+    model = load_trained(cfg.ckpt_path).float()
     if model.data_hparams.get("long_texts") == "window":
         log.warning(
             f"the model was trained on windows of long texts: its {cfg.format} export reads a text's first "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,14 +16,17 @@ from torch.utils.data import DataLoader
 
 from textclf import batching
 from textclf.batching import LengthBucketBatchSampler, TokenizedSplit
-from textclf.checkpoints import load_classifier
+from textclf.checkpoints import load_trained
+from textclf.classifier import TrainedClassifier
 from textclf.errors import CheckpointError, DataError, SettingError
 from textclf.log import log
-from textclf.module import TextClassifier
 from textclf.precision import inference_precision
 from textclf.tasks import TUNED
 from textclf.tokenization import FULL, check_truncation, tokenize_cached
 from textclf.windows import TextBatchSampler, aggregate, check_windows, cut_windows, special_tokens
+
+if TYPE_CHECKING:  # a training run's LightningModule serves too; Lightning is not imported to say so
+    from textclf.module import TextClassifier
 
 BATCH_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 PRECISIONS = ("auto", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "32-true")
@@ -47,11 +50,13 @@ class Predictor:
     `max_length`, `truncation` and the window settings (`long_texts`, `window_stride`,
     `window_aggregation`) default to the values the checkpoint was trained with (checkpoints older than
     windows: truncate). With windows every window of a text is predicted and their logits aggregated.
+    `model`: a checkpoint's classifier (`from_checkpoint` loads it without Lightning) or a training run's
+    LightningModule.
     """
 
     def __init__(
         self,
-        model: TextClassifier,
+        model: TrainedClassifier | TextClassifier,
         batch_size: int = 64,
         max_length: int | None = None,
         truncation: str | None = None,
@@ -110,7 +115,7 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **options: Any) -> Predictor:
-        model = load_classifier(path)
+        model = load_trained(path)
         hparams = model.hparams
         missing = [
             what

@@ -5,13 +5,27 @@ does not print every line once per process."""
 from __future__ import annotations
 
 import logging
+import os
 
-from lightning.fabric.utilities.rank_zero import rank_zero_only
+# the object on which Lightning sets each process's rank, from the small package Lightning keeps it in:
+# importing Lightning itself would slow a command that never trains (textclf-predict; docs/performance.md)
+from lightning_utilities.core.rank_zero import rank_zero_only
+
+# where Lightning reads the rank before its strategy sets it, in Lightning's order
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def process_rank() -> int:
+    """Lightning's rank of this process once Lightning is imported, else the launcher's (e.g. torchrun's)."""
+    rank = getattr(rank_zero_only, "rank", None)
+    if rank is None:
+        rank = next((int(os.environ[name]) for name in RANK_VARIABLES if name in os.environ), 0)
+    return rank
 
 
 class RankZeroFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return getattr(rank_zero_only, "rank", 0) == 0
+        return process_rank() == 0
 
 
 log = logging.getLogger("textclf")

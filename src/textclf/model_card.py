@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from textclf.module import TextClassifier
+from textclf.classifier import TrainedClassifier
 
 # textclf's test metrics as the hub's metric types
 HUB_METRICS = {
@@ -36,7 +36,7 @@ def run_test_metrics(checkpoint: str | Path) -> dict[str, float]:
     return {key: float(value) for key, value in metrics.items() if key in HUB_METRICS}
 
 
-def base_model(model: TextClassifier) -> str | None:
+def base_model(model: TrainedClassifier) -> str | None:
     """The hub name of the encoder it was fine-tuned from; None for a local folder."""
     pretrained = str(model.net.spec.get("pretrained", ""))
     if pretrained == "all-MiniLM-L6-v2":
@@ -54,7 +54,7 @@ def dataset_name(data: dict[str, Any]) -> str:
     return str(source)
 
 
-def metadata(model: TextClassifier, metrics: dict[str, float], name: str) -> dict[str, Any]:
+def metadata(model: TrainedClassifier, metrics: dict[str, float], name: str) -> dict[str, Any]:
     data = model.data_hparams
     card: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": "text-classification"}
     if base := base_model(model):
@@ -106,7 +106,7 @@ def reading(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def usage(model: TextClassifier) -> str:
+def usage(model: TrainedClassifier) -> str:
     """The `pipeline` call that predicts as textclf does, and what it cannot do."""
     data, hp = model.data_hparams, model.hparams
     pairs = data.get("text_pair_column") is not None
@@ -122,7 +122,7 @@ def usage(model: TextClassifier) -> str:
     ]
     if model.task.regression:
         notes.append(f"`score` is the predicted {model.id2label[0]}, on the scale of the training scores.")
-    if model.task.multi_label and (hp.get("thresholds") is not None or hp.threshold != 0.5):
+    if model.task.multi_label and (hp.get("thresholds") is not None or hp["threshold"] != 0.5):
         notes.append(
             "`pipeline` itself predicts a label when its probability reaches 0.5; to decide as textclf does, "
             "compare each label's score with its threshold in `config.textclf_thresholds`."
@@ -142,7 +142,7 @@ model({example})
 {" ".join(notes)}"""
 
 
-def model_card(model: TextClassifier, checkpoint: str | Path, name: str) -> str:
+def model_card(model: TrainedClassifier, checkpoint: str | Path, name: str) -> str:
     """The card's text: YAML front matter, then Markdown."""
     metrics = run_test_metrics(checkpoint)
     data, hp, spec = model.data_hparams, model.hparams, model.net.spec
@@ -171,7 +171,7 @@ def model_card(model: TextClassifier, checkpoint: str | Path, name: str) -> str:
             "every label whose sigmoid probability reaches its own threshold (tuned for F1 on the validation "
             "split; table below, and `config.textclf_thresholds`)"
             if tuned
-            else f"every label whose sigmoid probability reaches {hp.threshold}"
+            else f"every label whose sigmoid probability reaches {hp['threshold']}"
         )
         if model.task.multi_label
         else f"one number, its {model.id2label[0]}"
@@ -216,11 +216,11 @@ def model_card(model: TextClassifier, checkpoint: str | Path, name: str) -> str:
 | setting | value |
 |---|---|
 | head | {spec.get("head")} |
-| learning rate | {hp.lr} |
-| weight decay | {hp.weight_decay} |
-| warm-up fraction | {hp.warmup_fraction} |
+| learning rate | {hp["lr"]} |
+| weight decay | {hp["weight_decay"]} |
+| warm-up fraction | {hp["warmup_fraction"]} |
 | batch size | {data.get("batch_size")} |
-| class weights | {"yes" if hp.class_weights else "no"} |
+| class weights | {"yes" if hp["class_weights"] else "no"} |
 | LoRA | {"merged into the weights" if spec.get("peft") else "no"} |
 
 ## Results
@@ -248,6 +248,6 @@ def model_card(model: TextClassifier, checkpoint: str | Path, name: str) -> str:
 """
 
 
-def write(model: TextClassifier, checkpoint: str | Path, directory: Path, name: str) -> None:
+def write(model: TrainedClassifier, checkpoint: str | Path, directory: Path, name: str) -> None:
     """`README.md` in `directory`, the export of `checkpoint` called `name`."""
     (directory / "README.md").write_text(model_card(model, checkpoint, name), encoding="utf-8")

@@ -14,7 +14,7 @@ from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmu
 
 from textclf import speedups
 from textclf.network import ClassifierNetwork
-from textclf.tasks import make_task
+from textclf.tasks import task_of
 from textclf.tokenization import tokenizer_files, tokenizer_from_files
 from textclf.windows import aggregate
 
@@ -28,9 +28,10 @@ class TextClassifier(L.LightningModule):
 
     A checkpoint carries everything needed to use the model elsewhere: `id2label` and the settings in its
     hyper-parameters, the network's spec (`build_network`'s arguments, with the encoder's config) and the
-    tokenizer's files, so the checkpoint alone rebuilds it (`checkpoints.load_classifier`). Defaults are
-    those of `conf/model/default.yaml`. `temperature` and `thresholds` are fitted on validation after
-    training (calibration.py) and stored in the best checkpoint's hyper-parameters.
+    tokenizer's files, so the checkpoint alone rebuilds it (`checkpoints.load_trained` for inference, without
+    Lightning; `checkpoints.load_classifier` this module around it). Defaults are those of
+    `conf/model/default.yaml`. `temperature` and `thresholds` are fitted on validation after training
+    (calibration.py) and stored in the best checkpoint's hyper-parameters.
     """
 
     def __init__(
@@ -65,18 +66,7 @@ class TextClassifier(L.LightningModule):
         # a LoRA checkpoint holds only what was trained (on_save_checkpoint): the rest comes from `pretrained`
         self.strict_loading = net.spec.get("peft") is None
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.task = make_task(
-            len(id2label),
-            multi_label,
-            threshold,
-            class_weights,
-            task,
-            target_mean,
-            target_std,
-            calibrate,
-            regression_loss,
-        )
-        self.task.calibrate(temperature, thresholds)
+        self.task = task_of(self.hparams)  # from the settings as saved, as the classifier of a checkpoint
         self.loss = self.task.loss()
         self.data_hparams: dict[str, Any] = {}  # the data settings it was trained with, from a checkpoint
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()

@@ -30,7 +30,7 @@ from textclf.errors import DataError, first_line
 from textclf.files import write_atomically
 from textclf.inference import Predictor
 from textclf.log import log
-from textclf.progress import TextProgress
+from textclf.text_progress import TextProgress
 
 CHUNK = 10_000  # read_texts' chunks; textclf-predict's come from its config (chunk_size)
 

@@ -1,6 +1,6 @@
 """Progress as log lines, for output that is not a terminal (a SLURM or CI log, a redirected run), where
 the progress bar is hidden and a long run would otherwise print nothing for minutes: training steps
-(`ProgressLog`) and texts processed (`TextProgress`)."""
+(`ProgressLog`; texts processed: `text_progress.TextProgress`)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,11 @@ import time
 from typing import Any
 
 import lightning as L
-from rich.progress import Progress, TextColumn, TimeRemainingColumn
 
 from textclf.log import log
+from textclf.text_progress import duration
 
 WHEN = ("auto", "always", "never")
-
-
-def duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else f"{minutes}:{seconds:02d}"
 
 
 class ProgressLog(L.Callback):
@@ -77,39 +72,3 @@ class ProgressLog(L.Callback):
         if math.isfinite(total) and done > self.first_step:
             line += f", {duration(elapsed / (done - self.first_step) * (total - done))} left"
         log.info(line)
-
-
-class TextProgress:
-    """Texts done of `total` (None: unknown), with texts/s and the time left: a progress bar when standard
-    error is a terminal, else a log line at every `advance`."""
-
-    def __init__(self, what: str, total: int | None) -> None:
-        self.what, self.total, self.done = what, total, 0
-        self.bar = Progress(
-            *Progress.get_default_columns()[:-1],
-            TextColumn("{task.fields[rate]} texts/s"),
-            TimeRemainingColumn(),
-            transient=True,
-            disable=not sys.stderr.isatty(),
-        )
-
-    def __enter__(self) -> TextProgress:
-        self.started = time.perf_counter()
-        self.bar.__enter__()
-        self.task = self.bar.add_task(self.what, total=self.total, rate="-")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.__exit__(*exc)
-
-    def advance(self, texts: int) -> None:
-        self.done += texts
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        rate = self.done / elapsed
-        self.bar.update(self.task, advance=texts, rate=f"{rate:.1f}")
-        if self.bar.disable:
-            line = f"{self.what}: {self.done}" + (f"/{self.total}" if self.total else "") + " texts"
-            line += f", {rate:.1f} texts/s, {duration(elapsed)} elapsed"
-            if self.total and self.total > self.done:
-                line += f", {duration((self.total - self.done) / rate)} left"
-            log.info(line)

@@ -1,27 +1,21 @@
 """What a model is asked to predict, as one object per task shape (one class, any number of labels, or a
 number): the loss, how logits become probabilities (or scores) and decisions, and the metrics of each
 stage. The LightningModule and `textclf-eval` use the same object, so training and evaluation compute the
-same numbers."""
+same numbers. torchmetrics is imported where metrics are made: prediction needs none, and the import is slow."""
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, PearsonCorrCoef, SpearmanCorrCoef
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-    MultilabelAccuracy,
-    MultilabelF1Score,
-    MultilabelPrecision,
-    MultilabelRecall,
-)
 
 from textclf.errors import SettingError
+
+if TYPE_CHECKING:
+    from torchmetrics import MetricCollection
 
 # precision and recall are reported for the test only
 TEST_ONLY = ("precision", "recall")
@@ -33,6 +27,8 @@ def stage_metrics(
     kinds: dict[str, tuple[type, str]], stage: str, num_labels: int, **options: float
 ) -> MetricCollection:
     """`{name: (metric class, average)}` as the metrics of one stage, named `stage/name`."""
+    from torchmetrics import MetricCollection
+
     return MetricCollection(
         {
             name: kind(num_labels, average=average, **options)
@@ -88,6 +84,13 @@ class SingleLabel:
         return logits if self.temperature == 1.0 else logits / self.temperature
 
     def metrics(self, stage: str) -> MetricCollection:
+        from torchmetrics.classification import (
+            MulticlassAccuracy,
+            MulticlassF1Score,
+            MulticlassPrecision,
+            MulticlassRecall,
+        )
+
         kinds = {
             "acc": (MulticlassAccuracy, "micro"),
             "f1": (MulticlassF1Score, "macro"),
@@ -135,6 +138,13 @@ class MultiLabel(SingleLabel):
         return labels.long()
 
     def metrics(self, stage: str) -> MetricCollection:
+        from torchmetrics.classification import (
+            MultilabelAccuracy,
+            MultilabelF1Score,
+            MultilabelPrecision,
+            MultilabelRecall,
+        )
+
         kinds = {
             "acc": (MultilabelAccuracy, "micro"),
             "f1": (MultilabelF1Score, "macro"),
@@ -191,6 +201,14 @@ class Regression(SingleLabel):
         raise TypeError("a regression model predicts scores, not labels")
 
     def metrics(self, stage: str) -> MetricCollection:
+        from torchmetrics import (
+            MeanAbsoluteError,
+            MeanSquaredError,
+            MetricCollection,
+            PearsonCorrCoef,
+            SpearmanCorrCoef,
+        )
+
         metrics = {
             "pearson": PearsonCorrCoef(),
             "spearman": SpearmanCorrCoef(),
@@ -221,9 +239,9 @@ def check_task_settings(threshold: Any, calibrate: Any, multi_label: bool, task:
 
 def make_task(
     num_labels: int,
-    multi_label: bool,
-    threshold: float | str,
-    class_weights: list[float] | None,
+    multi_label: bool = False,
+    threshold: float | str = 0.5,
+    class_weights: list[float] | None = None,
     task: str = "classification",
     target_mean: float = 0.0,
     target_std: float = 1.0,
@@ -241,3 +259,12 @@ def make_task(
     if class_weights is not None and len(class_weights) != num_labels:
         raise ValueError(f"model.class_weights has {len(class_weights)} weights for {num_labels} labels")
     return MultiLabel(num_labels, class_weights, threshold) if multi_label else SingleLabel(num_labels, class_weights)
+
+
+def task_of(settings: Mapping[str, Any]) -> SingleLabel:
+    """The task of a model's settings (the LightningModule's hyper-parameters, or a checkpoint's) with its
+    fitted temperature and thresholds; a setting that an older checkpoint lacks takes its default."""
+    names = set(inspect.signature(make_task).parameters) - {"num_labels"}
+    task = make_task(len(settings["id2label"]), **{name: settings[name] for name in names if name in settings})
+    task.calibrate(settings.get("temperature", 1.0), settings.get("thresholds"))
+    return task

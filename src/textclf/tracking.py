@@ -12,7 +12,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 
 from textclf import model_card
-from textclf.checkpoints import load_classifier
+from textclf.checkpoints import load_trained
 from textclf.export import to_hf
 from textclf.plots import plt
 
@@ -60,7 +60,7 @@ def finish(loggers: list[Logger]) -> None:
 
 def log_export(loggers: list[Logger], checkpoint: str) -> None:
     """The Hugging Face export of `checkpoint` (weights, tokenizer, model card) as the artifact `hf_model`."""
-    model = load_classifier(checkpoint).float()
+    model = load_trained(checkpoint).float()
     with tempfile.TemporaryDirectory() as directory:
         to_hf(model, Path(directory))
         model_card.write(model, checkpoint, Path(directory), "hf_model")

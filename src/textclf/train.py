@@ -23,13 +23,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from textclf import calibration, tracking
-from textclf.checkpoints import (
-    AtomicCheckpointIO,
-    RandomStateCheckpoint,
-    load_classifier,
-    resume_checkpoint,
-    resume_step,
-)
+from textclf.checkpoints import load_trained, resume_checkpoint, resume_step
 from textclf.cli import CONFIG_PATH, run_command
 from textclf.crossval import cross_validate
 from textclf.files import remove_partial_files, write_json_atomically
@@ -37,6 +31,7 @@ from textclf.inference import Predictor
 from textclf.log import log
 from textclf.module import TextClassifier
 from textclf.precision import resolve_precision
+from textclf.resuming import AtomicCheckpointIO, RandomStateCheckpoint
 from textclf.tasks import TUNED, check_task_settings
 
 
@@ -177,7 +172,7 @@ def calibrate_best(
     them in that checkpoint (and in `model`, for a run without checkpoints). Every rank computes the same
     values; rank 0 writes. Returns them and the ECE (and F1 at 0.5) before and after, on validation and,
     when the run tests, on the test split."""
-    best = load_classifier(best_path) if best_path else model
+    best = load_trained(best_path) if best_path else model
     if not best_path:
         model.data_hparams = dict(datamodule.hparams)
     predictor = Predictor(

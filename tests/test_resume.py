@@ -27,14 +27,16 @@ TESTS = Path(__file__).resolve().parent
 STEPS_PER_EPOCH = 30
 
 
-def train_command(run: Path, model_dir: Path, csv: Path, *extra: str) -> subprocess.CompletedProcess:
+def train_command(
+    run: Path, model_dir: Path, csv: Path, *extra: str, every_n_steps: int = 5
+) -> subprocess.CompletedProcess:
     overrides = [
         *toy_training(csv),
         "trainer.max_epochs=2",
         f"hydra.run.dir={run}",
         f"model.net.pretrained={model_dir}",
         f"paths.cache_dir={run.parent / 'cache'}",
-        "callbacks.periodic_checkpoint.every_n_train_steps=5",
+        f"callbacks.last_checkpoint.every_n_train_steps={every_n_steps}",
         "callbacks.progress_bar=null",
         "callbacks.model_summary=null",
         "+trainer.enable_progress_bar=false",
@@ -69,25 +71,26 @@ def uninterrupted(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "crash, resumed_step",
+    "crash, every_n_steps, resumed_step",
     [
-        ("{_target_:crash.KillAtStep,step:37}", 35),  # mid-epoch 2, after a periodic checkpoint
-        ("{_target_:crash.KillAtStep,step:31}", STEPS_PER_EPOCH),  # right after the epoch-end checkpoint
-        ("{_target_:crash.KillDuringCheckpointWrite,write:4}", 15),  # half-way through writing the 4th checkpoint
+        ("{_target_:crash.KillAtStep,step:37}", 5, 35),  # mid-epoch 2, after a periodic checkpoint
+        ("{_target_:crash.KillAtStep,step:31}", 5, STEPS_PER_EPOCH),  # right after the epoch-end checkpoint
+        ("{_target_:crash.KillAtStep,step:45}", 1000, STEPS_PER_EPOCH),  # from the checkpoint after validation
+        ("{_target_:crash.KillDuringCheckpointWrite,write:4}", 5, 15),  # half-way through writing the 4th one
     ],
 )
 def test_a_killed_run_resumes_and_ends_as_if_it_never_stopped(
-    uninterrupted, tiny_model_dir: Path, crash: str, resumed_step: int
+    uninterrupted, tiny_model_dir: Path, crash: str, every_n_steps: int, resumed_step: int
 ) -> None:
     reference, csv = uninterrupted
-    run = reference.parent / f"killed-{resumed_step}"
-    killed = train_command(run, tiny_model_dir, csv, f"+callbacks.crash={crash}")
+    run = reference.parent / f"killed-{resumed_step}-{every_n_steps}"
+    killed = train_command(run, tiny_model_dir, csv, f"+callbacks.crash={crash}", every_n_steps=every_n_steps)
     assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL: no cleanup ran
     assert not (run / "metrics.json").exists()
     # whatever was being written, last.ckpt is whole
     assert load_classifier(run / "checkpoints" / "last.ckpt").id2label == {0: "negative", 1: "positive"}
 
-    resumed = train_command(run, tiny_model_dir, csv, "resume=auto")
+    resumed = train_command(run, tiny_model_dir, csv, "resume=auto", every_n_steps=every_n_steps)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming from {run / 'checkpoints' / 'last.ckpt'} at step {resumed_step}" in resumed.stderr
     assert final_metrics(run) == final_metrics(reference)
@@ -161,7 +164,7 @@ def test_a_full_disk_during_training_ends_with_one_line_and_a_loadable_checkpoin
         real_save(obj, target, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save)
-    cfg = make_cfg(*toy_training(toy_csv), "callbacks.periodic_checkpoint.every_n_train_steps=5")
+    cfg = make_cfg(*toy_training(toy_csv), "callbacks.last_checkpoint.every_n_train_steps=5")
     with pytest.raises(SystemExit) as exit_info:
         run_command(train, cfg)
     assert exit_info.value.code == 2

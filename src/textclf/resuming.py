@@ -1,6 +1,7 @@
 """Lightning's side of crash-safe checkpoints, so that a resumed run ends with the same numbers as one that
 never stopped: checkpoints are written atomically (a kill mid-write leaves the previous one whole), and the
-random state travels in the checkpoint and comes back at the first training batch after the resume.
+random state travels in the checkpoint and comes back at the first training batch after the resume, and
+`last.ckpt` is written often enough to lose little.
 Finding the run to resume and reading checkpoints back need no Lightning: they are in `checkpoints.py`.
 """
 
@@ -12,7 +13,10 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.trainer.states import TrainerFn
 
+from textclf.checkpoints import LAST
 from textclf.files import write_atomically
 
 
@@ -52,3 +56,43 @@ class RandomStateCheckpoint(L.Callback):
         if "cuda" in self.pending and torch.cuda.is_available():
             torch.cuda.set_rng_state(self.pending["cuda"])
         self.pending = None
+
+
+class LastCheckpoint(Checkpoint):
+    """`last.ckpt`, with the optimizer's state, for `resume=auto`: every `every_n_train_steps` optimizer steps,
+    after every validation, and when training ends, written once per step at most. (Lightning's
+    `ModelCheckpoint(save_top_k=0, save_last=True)` writes `last` only when it has saved a top-k checkpoint
+    at the same step, that is, at the end of training; and two of them wrote the same file twice there.)
+    As a `Checkpoint`, Lightning runs it after the other callbacks, so what it saves includes their state."""
+
+    def __init__(self, dirpath: str, every_n_train_steps: int = 500) -> None:
+        if every_n_train_steps < 1:
+            raise ValueError(
+                f"callbacks.last_checkpoint.every_n_train_steps must be 1 or more, not {every_n_train_steps}"
+            )
+        self.path = Path(dirpath) / LAST
+        self.every_n_train_steps = every_n_train_steps
+        self.saved_step = -1
+
+    def save(self, trainer: L.Trainer) -> None:
+        step = trainer.global_step
+        if step in (0, self.saved_step) or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        trainer.save_checkpoint(self.path)  # every rank takes part; rank 0 writes
+        self.saved_step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step % self.every_n_train_steps == 0:
+            self.save(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # a validation at an epoch's end is saved at the epoch's end, after the other callbacks' end-of-epoch
+        # work (early stopping): a checkpoint from inside an epoch's end resumes into it without the metrics
+        if not getattr(trainer.fit_loop.epoch_loop.batch_progress, "is_last_batch", False):
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.save(trainer)

@@ -18,7 +18,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -148,7 +148,8 @@ def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) ->
     best = f"val/{model.task.monitor}_best"
     if best not in metrics and model.val_acc_best.max_value.isfinite():  # resumed after the last
         metrics[best] = float(model.val_acc_best.max_value)  # validation: no new one ran
-    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best_checkpoint = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+    best_path = best_checkpoint.best_model_path if best_checkpoint else ""
     if model.hparams.get("calibrate") or model.hparams.get("threshold") == TUNED:
         metrics |= calibrate_best(cfg, trainer, datamodule, model, best_path)
 

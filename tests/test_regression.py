@@ -13,7 +13,8 @@ import pytest
 import torch
 from conftest import FILLER, NEGATIVE, POSITIVE, compose_cfg, toy_training
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_resume import final_metrics, scalars, train_command
+from test_crossval import OPTIONS
+from test_resume import assert_resumes_as_if_never_stopped
 from transformers import pipeline
 
 from textclf.errors import DataError, SettingError
@@ -169,8 +170,8 @@ def test_huber_regression_learns_in_every_fold_and_logs_its_own_metric(
     val/pearson (the output is not a terminal here)."""
     from textclf.train import train
 
-    frame = toy_scores(400)
-    frame.loc[::40, "label"] = 120.0  # ten outlying scores (the others are 30 to 70)
+    frame = toy_scores(800)
+    frame.loc[::40, "label"] = 120.0  # twenty outlying scores (the others are 30 to 70)
     csv = tmp_path / "scores.csv"
     frame.to_csv(csv, index=False)
     cfg = compose_cfg(
@@ -180,6 +181,7 @@ def test_huber_regression_learns_in_every_fold_and_logs_its_own_metric(
         "data.task=regression",
         "model.regression_loss=huber",
         "cv.folds=2",
+        "trainer.max_epochs=6",
         "callbacks.early_stopping=null",
         "callbacks.progress_log.enabled=always",
     )
@@ -189,7 +191,7 @@ def test_huber_regression_learns_in_every_fold_and_logs_its_own_metric(
     assert len(folds) == 2 and all(fold["test/spearman"] >= 0.8 for fold in folds), folds
     assert metrics["test/spearman"] == pytest.approx(sum(fold["test/spearman"] for fold in folds) / 2)
     ends = [r.getMessage() for r in caplog.records if "end of epoch" in r.getMessage()]
-    assert len(ends) == 8 and all("val/pearson " in line and "val/pearson_best " in line for line in ends), ends
+    assert len(ends) == 12 and all("val/pearson " in line and "val/pearson_best " in line for line in ends), ends
 
 
 @pytest.mark.slow
@@ -197,36 +199,18 @@ def test_a_killed_regression_run_resumes_with_its_target_scale(tiny_model_dir: P
     csv = tmp_path / "scores.csv"
     toy_scores(600).to_csv(csv, index=False)
     extra = ("data.task=regression", "callbacks.early_stopping=null")
-    reference = train_command(tmp_path / "uninterrupted", tiny_model_dir, csv, *extra)
-    assert reference.returncode == 0, reference.stderr[-2000:]
-    run = tmp_path / "killed"
-    killed = train_command(run, tiny_model_dir, csv, *extra, "+callbacks.crash={_target_:crash.KillAtStep,step:37}")
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    resumed = train_command(run, tiny_model_dir, csv, *extra, "resume=auto")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "at step 35" in resumed.stderr
-    assert final_metrics(run) == final_metrics(tmp_path / "uninterrupted")
-    assert scalars(run) == scalars(tmp_path / "uninterrupted")
+    assert_resumes_as_if_never_stopped(tmp_path, tiny_model_dir, csv, *extra, kill_at=37, resumed_at=35)
 
 
 def test_fractional_labels_read_as_classes_get_a_note_naming_the_file(caplog) -> None:
     from textclf.sources import Source
     from textclf.splits import prepare
 
-    options = dict(
-        multi_label=False,
-        label_delimiter=None,
-        empty_texts="drop",
-        val_fraction=0.1,
-        test_fraction=0.1,
-        split_seed=0,
-        max_train_examples=None,
-    )
     source = Source("files", train_file="ratings.csv")
     scores = toy_scores(40).assign(label=lambda frame: frame["label"] / 7)
     with caplog.at_level(logging.WARNING, logger="textclf"):
-        prepare({"train": scores}, source, **options)
-        prepare({"train": toy_scores(40)}, source, **options)  # whole numbers: classes, no note
+        prepare({"train": scores}, source, **OPTIONS)
+        prepare({"train": toy_scores(40)}, source, **OPTIONS)  # whole numbers: classes, no note
     notes = [r.getMessage() for r in caplog.records]
     assert len(notes) == 1 and notes[0].startswith("ratings.csv (train): the labels are numbers such as ")
     assert notes[0].endswith("set data.task=regression to predict a number"), notes

@@ -59,6 +59,24 @@ def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
+def assert_resumes_as_if_never_stopped(
+    root: Path, model_dir: Path, csv: Path, *extra: str, kill_at: int, resumed_at: int
+) -> None:
+    """Train with `extra` uninterrupted, and killed after step `kill_at` then resumed: the resumed run goes on
+    from step `resumed_at` and ends with the same metrics and TensorBoard scalars."""
+    reference = train_command(root / "uninterrupted", model_dir, csv, *extra)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    run = root / "killed"
+    crash = f"+callbacks.crash={{_target_:crash.KillAtStep,step:{kill_at}}}"
+    killed = train_command(run, model_dir, csv, *extra, crash)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = train_command(run, model_dir, csv, *extra, "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at step {resumed_at}" in resumed.stderr
+    assert final_metrics(run) == final_metrics(root / "uninterrupted")
+    assert scalars(run) == scalars(root / "uninterrupted")
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("resume")

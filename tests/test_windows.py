@@ -241,18 +241,9 @@ def test_only_second_shortens_the_second_text_and_refuses_a_first_text_too_long(
 
 @pytest.mark.slow  # three trainings in subprocesses
 def test_a_killed_window_run_resumes_and_ends_as_if_it_never_stopped(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from test_resume import final_metrics, scalars, train_command
+    from test_resume import assert_resumes_as_if_never_stopped
 
     csv = tmp_path / "long.csv"
     hidden_label_reviews(120).to_csv(csv, index=False)
     windows = ("data.long_texts=window", "data.max_length=16", "data.window_stride=4", "data.max_windows=3")
-    reference = train_command(tmp_path / "uninterrupted", tiny_model_dir, csv, *windows)
-    assert reference.returncode == 0, reference.stderr[-2000:]
-    run = tmp_path / "killed"
-    killed = train_command(run, tiny_model_dir, csv, *windows, "+callbacks.crash={_target_:crash.KillAtStep,step:27}")
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    resumed = train_command(run, tiny_model_dir, csv, *windows, "resume=auto")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "at step 25" in resumed.stderr
-    assert final_metrics(run) == final_metrics(tmp_path / "uninterrupted")
-    assert scalars(run) == scalars(tmp_path / "uninterrupted")
+    assert_resumes_as_if_never_stopped(tmp_path, tiny_model_dir, csv, *windows, kill_at=27, resumed_at=25)

@@ -20,19 +20,22 @@ def tensorboard_writers(trainer: L.Trainer) -> list[Any]:
     return [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
 
 
-class ConfusionMatrixLogger(L.Callback):
-    """Counts (true, predicted) pairs over each validation and the test, on every rank (the counts are
-    summed across ranks), and draws them on rank 0 as `val/confusion_matrix` and `test/confusion_matrix`
-    for every logger that takes pictures.
-    Single-label models only; sanity-check validations are not drawn."""
+class EvaluationPicture(L.Callback):
+    """A picture of each validation and of the test: `start` when one begins, `update` with each batch's
+    outputs (the probabilities, or regression's scores), `draw` at its end as `val/...` or `test/...` for
+    every logger that takes pictures. Every rank takes part in `draw`; rank 0 draws."""
 
-    def __init__(self) -> None:
-        self.confusion: MulticlassConfusionMatrix | None = None
+    def start(self, pl_module: L.LightningModule) -> None:
+        raise NotImplementedError
+
+    def update(self, pl_module: L.LightningModule, outputs: torch.Tensor, batch: Any) -> None:
+        raise NotImplementedError
+
+    def draw(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        raise NotImplementedError
 
     def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.confusion = None
-        if not pl_module.task.multi_label and not pl_module.task.regression:
-            self.confusion = MulticlassConfusionMatrix(len(pl_module.id2label)).to(pl_module.device)
+        self.start(pl_module)
 
     def _update(
         self,
@@ -43,10 +46,37 @@ class ConfusionMatrixLogger(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if self.confusion is not None and outputs is not None:
+        if outputs is not None:
+            self.update(pl_module, outputs, batch)
+
+    on_validation_epoch_start = on_test_epoch_start = _start
+    on_validation_batch_end = on_test_batch_end = _update
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.draw("val", trainer, pl_module)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.draw("test", trainer, pl_module)
+
+
+class ConfusionMatrixLogger(EvaluationPicture):
+    """Counts (true, predicted) pairs on every rank (the counts are summed across ranks) and draws them as
+    `val/confusion_matrix` and `test/confusion_matrix`. Single-label models only; sanity-check validations
+    are not drawn."""
+
+    def __init__(self) -> None:
+        self.confusion: MulticlassConfusionMatrix | None = None
+
+    def start(self, pl_module: L.LightningModule) -> None:
+        self.confusion = None
+        if not pl_module.task.multi_label and not pl_module.task.regression:
+            self.confusion = MulticlassConfusionMatrix(len(pl_module.id2label)).to(pl_module.device)
+
+    def update(self, pl_module: L.LightningModule, outputs: torch.Tensor, batch: Any) -> None:
+        if self.confusion is not None:
             self.confusion.update(outputs.argmax(-1), batch["labels"])
 
-    def _draw(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def draw(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.confusion is None:
             return
         matrix = self.confusion.compute().cpu().numpy()  # every rank: it sums across them
@@ -56,15 +86,6 @@ class ConfusionMatrixLogger(L.Callback):
         if takes_pictures(trainer.loggers):
             figure = confusion_figure(matrix, list(pl_module.id2label.values()))
             log_figure(trainer.loggers, f"{stage}/confusion_matrix", figure, trainer.global_step)
-
-    on_validation_epoch_start = on_test_epoch_start = _start
-    on_validation_batch_end = on_test_batch_end = _update
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._draw("val", trainer, pl_module)
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._draw("test", trainer, pl_module)
 
 
 def gather(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -77,32 +98,23 @@ def gather(parts: list[torch.Tensor]) -> torch.Tensor:
     return joined
 
 
-class ScoreScatterLogger(L.Callback):
-    """Regression: every validation's and the test's predicted against true scores, drawn on rank 0 as
-    `val/predicted_vs_true` and `test/predicted_vs_true` for every logger that takes pictures (the scores
-    of every rank). Sanity-check validations are not drawn."""
+class ScoreScatterLogger(EvaluationPicture):
+    """Regression: predicted against true scores (of every rank), drawn as `val/predicted_vs_true` and
+    `test/predicted_vs_true`. Sanity-check validations are not drawn."""
 
     def __init__(self) -> None:
         self.truth: list[torch.Tensor] = []
         self.predicted: list[torch.Tensor] = []
 
-    def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def start(self, pl_module: L.LightningModule) -> None:
         self.truth, self.predicted = [], []
 
-    def _update(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if pl_module.task.regression and outputs is not None:
+    def update(self, pl_module: L.LightningModule, outputs: torch.Tensor, batch: Any) -> None:
+        if pl_module.task.regression:
             self.truth.append(batch["labels"].float().cpu())
             self.predicted.append(outputs[:, 0].float().cpu())
 
-    def _draw(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def draw(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not pl_module.task.regression or trainer.sanity_checking:
             return
         truth, predicted = gather(self.truth), gather(self.predicted)  # every rank takes part
@@ -110,15 +122,6 @@ class ScoreScatterLogger(L.Callback):
         if trainer.is_global_zero and len(truth) and takes_pictures(trainer.loggers):
             figure = scatter_figure(truth.numpy(), predicted.numpy(), pl_module.id2label[0])
             log_figure(trainer.loggers, f"{stage}/predicted_vs_true", figure, trainer.global_step)
-
-    on_validation_epoch_start = on_test_epoch_start = _start
-    on_validation_batch_end = on_test_batch_end = _update
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._draw("val", trainer, pl_module)
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._draw("test", trainer, pl_module)
 
 
 class TestReport(L.Callback):

@@ -156,3 +156,15 @@ def test_pair_settings_and_inputs_are_checked_with_one_line(make_cfg, tmp_path: 
         predict(
             compose_cfg(tmp_path / "p", None, f"ckpt_path={checkpoint}", f"input={lines}", "output=-", config="predict")
         )
+
+
+def test_sentiment_verdicts_need_both_texts() -> None:
+    from textclf.sources import VERDICTS, rotten_tomatoes, sentiment_verdicts
+
+    pairs, sentences = sentiment_verdicts()["train"], rotten_tomatoes()["train"]
+    assert pairs["text"].tolist() == sentences["text"].tolist()
+    polarity = {verdict: name for name, verdicts in VERDICTS.items() for verdict in verdicts}
+    agrees = [polarity[verdict] == label for verdict, label in zip(pairs["text_pair"], sentences["label"])]
+    assert (pairs["label"] == "agrees").tolist() == agrees
+    by_verdict = pairs.groupby("text_pair")["label"].apply(lambda labels: (labels == "agrees").mean())
+    assert len(by_verdict) == 6 and by_verdict.between(0.45, 0.55).all()  # a verdict alone tells nothing

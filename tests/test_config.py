@@ -24,7 +24,9 @@ TARGETS = (
     "data",
     "callbacks.progress_log",
     "callbacks.confusion_matrix",
+    "callbacks.predicted_vs_true",
     "callbacks.test_report",
+    "callbacks.last_checkpoint",
 )
 
 

@@ -371,3 +371,34 @@ def test_under_ddp_rank_zero_prunes_and_every_rank_stops_with_it(quick_training,
     for number in (1, 2):  # stopped at the validation where rank 0 was told to prune, past the warm-up
         reached = max(study.trials[number].intermediate_values)
         assert reached >= 2 and summary.loc[number, "pruned_at"].startswith(f"validation {reached} (epoch")
+
+
+@pytest.mark.slow
+def test_a_regression_sweep_minimizes_an_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from test_regression import toy_scores
+
+    csv = tmp_path / "scores.csv"
+    toy_scores(200).to_csv(csv, index=False)
+    sweep_dir = tmp_path / "sweep"
+    result = run(
+        "sweep",
+        *toy_training(csv),
+        f"model.net.pretrained={tiny_model_dir}",
+        "data.task=regression",
+        "trainer.max_epochs=1",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "callbacks.progress_bar=null",
+        "+trainer.enable_progress_bar=false",
+        f"hydra.run.dir={sweep_dir}",
+        "sweep.n_trials=3",
+        "sweep.metric=val/mae",
+        "sweep.direction=minimize",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    study = optuna.load_study(study_name="textclf", storage=f"sqlite:///{sweep_dir / 'study.db'}")
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    summary = read_summary(sweep_dir)
+    assert (summary["status"] == "complete").all() and len(summary) == 3
+    assert study.best_value == pytest.approx(summary["val/mae"].min())
+    assert study.best_trial.number == summary["val/mae"].idxmin()

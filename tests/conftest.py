@@ -13,6 +13,8 @@ from omegaconf import DictConfig
 from transformers import BertConfig, BertModel, BertTokenizer
 
 from textclf.cli import compose_config
+from textclf.evaluate import evaluate
+from textclf.export import export
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -81,6 +83,28 @@ def compose_cfg(run_dir: Path, model_dir: Path | str | None, *overrides: str, co
     if model_dir is not None:
         defaults.append(f"model.net.pretrained={model_dir}")
     return compose_config(config, [*defaults, *overrides], run_dir)
+
+
+def evaluate_on_file(checkpoint: str | Path, csv: Path, run_dir: Path, *overrides: str) -> dict[str, float]:
+    """`textclf-eval` of `checkpoint` on the CSV it was trained on (its test split, as training split it), in
+    fp32 as training's test ran; `overrides` say how to read the file (columns, task)."""
+    cfg = compose_cfg(
+        run_dir,
+        None,
+        f"ckpt_path={checkpoint}",
+        "data=files",
+        f"data.train_file={csv}",
+        *overrides,
+        "precision=32-true",
+        config="eval",
+    )
+    return evaluate(cfg)
+
+
+def export_checkpoint(checkpoint: str | Path, kind: str, tmp_path: Path) -> Path:
+    """`textclf-export format=kind` (hf or onnx) of `checkpoint` into `tmp_path / kind`."""
+    overrides = (f"ckpt_path={checkpoint}", f"format={kind}", f"output_dir={tmp_path / kind}")
+    return export(compose_cfg(tmp_path / "x", None, *overrides, config="export"))
 
 
 def toy_training(csv: Path) -> tuple[str, ...]:

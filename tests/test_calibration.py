@@ -11,14 +11,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import FILLER, NEGATIVE, POSITIVE, compose_cfg, toy_reviews, toy_training
+from conftest import (
+    FILLER,
+    NEGATIVE,
+    POSITIVE,
+    compose_cfg,
+    evaluate_on_file,
+    export_checkpoint,
+    toy_reviews,
+    toy_training,
+)
 from transformers import AutoConfig, pipeline
 
 from textclf import calibration
 from textclf.checkpoints import load_classifier, read_checkpoint
 from textclf.errors import SettingError
-from textclf.evaluate import evaluate
-from textclf.export import export
 from textclf.inference import Predictor
 from textclf.predict import predict
 
@@ -117,32 +124,13 @@ def test_a_calibrated_checkpoint_carries_its_temperature_to_eval_predict_and_exp
     written = pd.read_csv(out)[[f"prob_{name}" for name in predictor.id2label.values()]].to_numpy()
     np.testing.assert_allclose(written, probabilities, atol=2e-6)
 
-    evaluated = evaluate(
-        compose_cfg(
-            tmp_path / "eval",
-            None,
-            f"ckpt_path={checkpoint}",
-            "data=files",
-            f"data.train_file={csv}",
-            "precision=32-true",
-            config="eval",
-        )
-    )
+    evaluated = evaluate_on_file(checkpoint, csv, tmp_path / "eval")
     assert evaluated["test/ece"] == pytest.approx(metrics["test/ece"], abs=1e-4)
     assert evaluated["test/ece_calibrated"] == pytest.approx(metrics["test/ece_calibrated"], abs=1e-4)
     assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-4)
     assert (tmp_path / "eval" / "reliability_diagram.png").stat().st_size > 1000
 
-    directory = export(
-        compose_cfg(
-            tmp_path / "x",
-            None,
-            f"ckpt_path={checkpoint}",
-            "format=hf",
-            f"output_dir={tmp_path / 'hf'}",
-            config="export",
-        )
-    )
+    directory = export_checkpoint(checkpoint, "hf", tmp_path)
     classifier = pipeline("text-classification", model=str(directory), device="cpu", top_k=None)
     for answers, row in zip(classifier(texts), probabilities):
         scores = {answer["label"]: answer["score"] for answer in answers}
@@ -198,32 +186,11 @@ def test_tuned_thresholds_are_stored_in_the_best_checkpoint_and_used_by_predict_
     expected = [[names[i] for i in range(2) if row[i] >= thresholds[i]] for row in probabilities]
     assert predictor.labels_of(probabilities) == expected
 
-    evaluated = evaluate(
-        compose_cfg(
-            tmp_path / "eval",
-            None,
-            f"ckpt_path={checkpoint}",
-            "data=files",
-            f"data.train_file={csv}",
-            "data.multi_label=true",
-            "data.label_delimiter=|",
-            "precision=32-true",
-            config="eval",
-        )
-    )
+    evaluated = evaluate_on_file(checkpoint, csv, tmp_path / "eval", "data.multi_label=true", "data.label_delimiter=|")
     for key in ("test/f1", "test/f1_micro", "test/acc"):  # the test of training used the tuned thresholds too
         assert evaluated[key] == pytest.approx(metrics[key], abs=1e-4), key
 
-    directory = export(
-        compose_cfg(
-            tmp_path / "x",
-            None,
-            f"ckpt_path={checkpoint}",
-            "format=hf",
-            f"output_dir={tmp_path / 'hf'}",
-            config="export",
-        )
-    )
+    directory = export_checkpoint(checkpoint, "hf", tmp_path)
     assert AutoConfig.from_pretrained(directory).textclf_thresholds == pytest.approx(thresholds, abs=1e-6)
     assert "config.textclf_thresholds" in (directory / "README.md").read_text()
 

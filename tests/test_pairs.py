@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FILLER, NEGATIVE, POSITIVE, compose_cfg, toy_training
+from conftest import FILLER, NEGATIVE, POSITIVE, compose_cfg, evaluate_on_file, export_checkpoint, toy_training
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -17,8 +17,6 @@ from transformers import pipeline
 
 from textclf.cli import unwrap
 from textclf.errors import DataError, SettingError
-from textclf.evaluate import evaluate
-from textclf.export import export
 from textclf.inference import Predictor
 from textclf.predict import predict
 
@@ -61,27 +59,10 @@ def trained_pairs(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     return metrics, objects["trainer"].checkpoint_callback.best_model_path, csv
 
 
-def export_to(checkpoint: str, kind: str, tmp_path: Path) -> Path:
-    overrides = (f"ckpt_path={checkpoint}", f"format={kind}", f"output_dir={tmp_path / kind}")
-    return export(compose_cfg(tmp_path / "x", None, *overrides, config="export"))
-
-
 def test_a_pair_model_learns_a_label_that_needs_both_texts(trained_pairs, tmp_path: Path) -> None:
     metrics, checkpoint, csv = trained_pairs
     assert metrics["test/acc"] >= 0.9  # either text alone gives at most 0.75
-    reproduced = evaluate(
-        compose_cfg(
-            tmp_path / "eval",
-            None,
-            f"ckpt_path={checkpoint}",
-            "data=files",
-            f"data.train_file={csv}",
-            "data.text_column=a",
-            "data.text_pair_column=b",
-            "precision=32-true",
-            config="eval",
-        )
-    )
+    reproduced = evaluate_on_file(checkpoint, csv, tmp_path / "eval", "data.text_column=a", "data.text_pair_column=b")
     assert reproduced["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-3)
 
 
@@ -107,7 +88,7 @@ def test_predict_and_the_hf_pipeline_agree_on_pairs(trained_pairs, tmp_path: Pat
     assert [row["text_pair"] for row in rows] == frame["b"].tolist()
     assert np.mean([row["label"] == label for row, label in zip(rows, frame["label"])]) >= 0.85
 
-    directory = export_to(checkpoint, "hf", tmp_path)
+    directory = export_checkpoint(checkpoint, "hf", tmp_path)
     classifier = pipeline("text-classification", model=str(directory), device="cpu")
     answers = classifier([{"text": a, "text_pair": b} for a, b in zip(frame["a"], frame["b"])])
     assert [answer["label"] for answer in answers] == [row["label"] for row in rows]
@@ -119,7 +100,7 @@ def test_the_onnx_graph_takes_token_types_for_pairs(trained_pairs, tmp_path: Pat
     import onnxruntime
 
     _, checkpoint, _ = trained_pairs
-    directory = export_to(checkpoint, "onnx", tmp_path)
+    directory = export_checkpoint(checkpoint, "onnx", tmp_path)
     session = onnxruntime.InferenceSession(str(directory / "model.onnx"))
     assert [node.name for node in session.get_inputs()] == ["input_ids", "attention_mask", "token_type_ids"]
     frame = toy_pairs(9, seed=3)

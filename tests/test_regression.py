@@ -11,15 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import FILLER, NEGATIVE, POSITIVE, compose_cfg, toy_training
+from conftest import FILLER, NEGATIVE, POSITIVE, compose_cfg, evaluate_on_file, export_checkpoint, toy_training
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_crossval import OPTIONS
 from test_resume import assert_resumes_as_if_never_stopped
 from transformers import pipeline
 
 from textclf.errors import DataError, SettingError
-from textclf.evaluate import evaluate
-from textclf.export import export
 from textclf.inference import Predictor
 from textclf.predict import predict
 from textclf.tasks import StandardizedLoss
@@ -71,18 +69,7 @@ def test_each_validation_and_the_test_draw_predicted_against_true_scores(trained
 
 def test_eval_predict_and_the_hf_pipeline_give_the_same_scores(trained_scores, tmp_path: Path) -> None:
     metrics, checkpoint, csv = trained_scores
-    reproduced = evaluate(
-        compose_cfg(
-            tmp_path / "eval",
-            None,
-            f"ckpt_path={checkpoint}",
-            "data=files",
-            f"data.train_file={csv}",
-            "data.task=regression",
-            "precision=32-true",
-            config="eval",
-        )
-    )
+    reproduced = evaluate_on_file(checkpoint, csv, tmp_path / "eval", "data.task=regression")
     for key in ("test/pearson", "test/spearman", "test/mse", "test/mae"):
         assert reproduced[key] == pytest.approx(metrics[key], abs=1e-3), key
     assert pd.read_csv(tmp_path / "eval" / "errors.csv").shape == (50, 3)
@@ -100,8 +87,7 @@ def test_eval_predict_and_the_hf_pipeline_give_the_same_scores(trained_scores, t
     scores = np.array([json.loads(line)["score"] for line in out.read_text().splitlines()])
     assert np.corrcoef(scores, frame["label"])[0, 1] >= 0.9 and abs(scores.mean() - frame["label"].mean()) < 10
 
-    overrides = (f"ckpt_path={checkpoint}", "format=hf", f"output_dir={tmp_path / 'hf'}")
-    directory = export(compose_cfg(tmp_path / "x", None, *overrides, config="export"))
+    directory = export_checkpoint(checkpoint, "hf", tmp_path)
     card = (directory / "README.md").read_text()
     assert "A regression model of texts" in card and 'function_to_apply="none"' in card and "Test Pearson r" in card
     regressor = pipeline("text-classification", model=str(directory), device="cpu", function_to_apply="none")
@@ -125,8 +111,7 @@ def test_the_onnx_graph_outputs_the_score(trained_scores, tmp_path: Path) -> Non
     import onnxruntime
 
     _, checkpoint, _ = trained_scores
-    overrides = (f"ckpt_path={checkpoint}", "format=onnx", f"output_dir={tmp_path / 'onnx'}")
-    directory = export(compose_cfg(tmp_path / "x", None, *overrides, config="export"))
+    directory = export_checkpoint(checkpoint, "onnx", tmp_path)
     texts = toy_scores(9, seed=3)["text"].tolist()
     predictor = Predictor.from_checkpoint(checkpoint, precision="32-true")
     inputs = predictor.tokenizer(texts, padding=True, return_tensors="np", return_token_type_ids=False)

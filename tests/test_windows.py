@@ -12,15 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import FILLER, NEGATIVE, POSITIVE, compose_cfg, toy_training
+from conftest import FILLER, NEGATIVE, POSITIVE, compose_cfg, evaluate_on_file, export_checkpoint, toy_training
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from textclf.cli import unwrap
 from textclf.errors import DataError
-from textclf.evaluate import evaluate
-from textclf.export import export
 from textclf.inference import Predictor
 from textclf.predict import predict
 from textclf.tokenization import encode_pairs, load_tokenizer
@@ -157,17 +155,7 @@ def test_eval_and_predict_report_one_row_per_text_with_mean_or_max(
 ) -> None:
     metrics, objects = trained_windows
     checkpoint = objects["trainer"].checkpoint_callback.best_model_path
-    reproduced = evaluate(
-        compose_cfg(
-            tmp_path / "eval",
-            None,
-            f"ckpt_path={checkpoint}",
-            "data=files",
-            f"data.train_file={hidden_label_csv}",
-            "precision=32-true",
-            config="eval",
-        )
-    )
+    reproduced = evaluate_on_file(checkpoint, hidden_label_csv, tmp_path / "eval")
     assert reproduced["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
     assert reproduced["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-3)  # per text, as in training
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["examples"] == 40  # texts, not windows
@@ -202,11 +190,8 @@ def test_eval_and_predict_report_one_row_per_text_with_mean_or_max(
 @pytest.mark.slow  # its fixture trains for over a minute on 2 CPU cores
 def test_the_export_of_a_window_model_says_it_reads_one_window(trained_windows, tmp_path: Path, caplog) -> None:
     _, objects = trained_windows
-    overrides = (f"ckpt_path={objects['trainer'].checkpoint_callback.best_model_path}", "format=hf")
     with caplog.at_level(logging.WARNING, logger="textclf"):
-        directory = export(
-            compose_cfg(tmp_path / "x", None, *overrides, f"output_dir={tmp_path / 'hf'}", config="export")
-        )
+        directory = export_checkpoint(objects["trainer"].checkpoint_callback.best_model_path, "hf", tmp_path)
     assert any("reads a text's first 16 tokens only" in record.getMessage() for record in caplog.records)
     card = (directory / "README.md").read_text()
     assert "overlapping windows of 16 tokens (4 tokens of overlap)" in card and "`textclf-predict`" in card

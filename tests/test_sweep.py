@@ -61,10 +61,8 @@ def run(command: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess
     )
 
 
-@pytest.fixture
-def quick_training(tiny_model_dir: Path, tmp_path: Path) -> list[str]:
-    csv = tmp_path / "reviews.csv"
-    toy_reviews(300).to_csv(csv, index=False)
+def quick_overrides(csv: Path, tiny_model_dir: Path, tmp_path: Path) -> list[str]:
+    """One quiet epoch of the tiny model on `csv`."""
     return [
         *toy_training(csv),
         f"model.net.pretrained={tiny_model_dir}",
@@ -74,6 +72,13 @@ def quick_training(tiny_model_dir: Path, tmp_path: Path) -> list[str]:
         "callbacks.model_summary=null",
         "+trainer.enable_progress_bar=false",
     ]
+
+
+@pytest.fixture
+def quick_training(tiny_model_dir: Path, tmp_path: Path) -> list[str]:
+    csv = tmp_path / "reviews.csv"
+    toy_reviews(300).to_csv(csv, index=False)
+    return quick_overrides(csv, tiny_model_dir, tmp_path)
 
 
 @pytest.mark.slow
@@ -382,13 +387,8 @@ def test_a_regression_sweep_minimizes_an_error(tiny_model_dir: Path, tmp_path: P
     sweep_dir = tmp_path / "sweep"
     result = run(
         "sweep",
-        *toy_training(csv),
-        f"model.net.pretrained={tiny_model_dir}",
+        *quick_overrides(csv, tiny_model_dir, tmp_path),
         "data.task=regression",
-        "trainer.max_epochs=1",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-        "callbacks.progress_bar=null",
-        "+trainer.enable_progress_bar=false",
         f"hydra.run.dir={sweep_dir}",
         "sweep.n_trials=3",
         "sweep.metric=val/mae",

@@ -11,6 +11,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 Example = tuple[np.ndarray, np.ndarray, int, int]
 
+# batches are padded to their longest example rounded up to a multiple of this: fewer distinct lengths create
+# fewer kernels, a little padding costs less (docs/performance.md)
+PAD_TO_MULTIPLE_OF = 4
+
 
 class TokenizedSplit(Dataset):
     """Token ids of one split as a flat int32 array plus offsets (memory-mapped when cached), and targets:
@@ -42,13 +46,12 @@ class TokenizedSplit(Dataset):
 
 class PadCollator:
     """Pads a batch to its own longest example rounded up to a multiple of `pad_to_multiple_of`, never to
-    `max_length`. Rounding to 8 costs a few padding tokens but is faster on the CPU: matrix products with
-    more rows take oneDNN's faster path, and fewer distinct shapes create fewer kernels
-    (docs/performance.md); GPUs prefer multiples of 8 as well.
+    `max_length`. Rounding costs a few padding tokens but is faster on the CPU: fewer distinct shapes create
+    fewer kernels (docs/performance.md).
     `by_text`: the examples are windows of whole texts (windows.TextBatchSampler); `labels` and `index` are
     then one per text and `window_text` gives each row's text among them, for aggregating its logits."""
 
-    def __init__(self, pad_token_id: int, pad_to_multiple_of: int = 8, by_text: bool = False) -> None:
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF, by_text: bool = False) -> None:
         self.pad_token_id, self.pad_to_multiple_of, self.by_text = pad_token_id, pad_to_multiple_of, by_text
 
     def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor]:
@@ -156,7 +159,7 @@ def loader(
     dataset: TokenizedSplit,
     sampler: Sampler[list[int]],
     pad_token_id: int,
-    pad_to_multiple_of: int = 8,
+    pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF,
     num_workers: int = 0,
     seed: int = 0,
     by_text: bool = False,

@@ -47,7 +47,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         split_seed: int = 42,
         seed: int = 42,
         bucket_batches: int = 50,
-        pad_to_multiple_of: int = 8,
+        pad_to_multiple_of: int = batching.PAD_TO_MULTIPLE_OF,
         multi_label: bool = False,
         task: str = "classification",
         label_delimiter: str | None = None,

@@ -187,7 +187,7 @@ class Predictor:
         show_progress: bool = False,
         cache_dir: str | None = None,
         batch_size: int | None = None,
-        pad_to_multiple_of: int = 8,
+        pad_to_multiple_of: int = batching.PAD_TO_MULTIPLE_OF,
         pairs: pd.Series | list[str] | None = None,
     ) -> np.ndarray:
         """Logits [texts, labels] in the order of `texts` (with `pairs`, the second text of each pair):

@@ -118,7 +118,13 @@ def test_a_calibrated_checkpoint_carries_its_temperature_to_eval_predict_and_exp
     source.write_text("\n".join(texts) + "\n")
     predict(
         compose_cfg(
-            tmp_path / "p", None, f"ckpt_path={checkpoint}", f"input={source}", f"output={out}", config="predict"
+            tmp_path / "p",
+            None,
+            f"ckpt_path={checkpoint}",
+            f"input={source}",
+            f"output={out}",
+            "precision=32-true",
+            config="predict",
         )
     )
     written = pd.read_csv(out)[[f"prob_{name}" for name in predictor.id2label.values()]].to_numpy()

@@ -30,7 +30,7 @@ def lora_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         *toy_training(csv),
         "memory=lora",
         "model.lr=1e-2",
-        "trainer.max_epochs=10",
+        "trainer.max_epochs=20",
         "callbacks.early_stopping=null",
     )
     metrics, objects = train(cfg)
@@ -81,7 +81,7 @@ def test_a_lora_checkpoint_predicts_resumes_and_exports_merged(lora_run, tiny_mo
         *toy_training(csv),
         "memory=lora",
         "model.lr=1e-2",
-        "trainer.max_epochs=11",
+        "trainer.max_epochs=21",
         "callbacks.early_stopping=null",
         f"ckpt_path={last}",
     )
@@ -147,7 +147,8 @@ def test_lora_on_a_pooled_head_trains_and_its_checkpoint_quantizes_and_exports_t
         Predictor(objects["model"], precision="32-true").predict_proba(texts), expected, atol=1e-5
     )  # the adapters merged on loading compute what they did unmerged
     quantized = Predictor.from_checkpoint(best, quantize=True).predict_proba(texts)
-    assert np.mean(quantized.argmax(1) == expected.argmax(1)) >= 0.9
+    # int8 products stay close to fp32 (after 2 epochs the classes are near ties, so argmax agreement would be luck)
+    np.testing.assert_allclose(quantized, expected, atol=0.05)
     onnx_dir = export(
         compose_cfg(
             tmp_path / "o", None, f"ckpt_path={best}", "format=onnx", f"output_dir={tmp_path / 'onnx'}", config="export"

@@ -36,7 +36,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
-from textclf.cli import compose_config
+from textclf.config import compose_config
 from textclf.precision import resolve_precision
 
 

@@ -79,7 +79,7 @@ def load_splits(args: argparse.Namespace) -> Data:
     """The same rows for every setting: textclf's data module, built from the config textclf trains with."""
     from hydra.utils import instantiate
 
-    from textclf.cli import compose_config
+    from textclf.config import compose_config
 
     cfg = compose_config("train", textclf_overrides(args, "auto"), args.scratch / "splits")
     module = instantiate(cfg.data)
@@ -126,9 +126,9 @@ def run_textclf(args: argparse.Namespace, precision: str, metrics: Metrics = acc
     """Train with `textclf-train`'s code path, then predict the test split with `Predictor`."""
     from omegaconf import open_dict
 
-    from textclf.cli import compose_config
-    from textclf.inference import Predictor
-    from textclf.train import train
+    from textclf.config import compose_config
+    from textclf.inference.predictor import Predictor
+    from textclf.training.fit import train
 
     cfg = compose_config("train", textclf_overrides(args, precision), args.scratch / "textclf")
 
@@ -183,7 +183,7 @@ def run_hf(args: argparse.Namespace, dynamic_bf16: bool, metrics: Metrics = accu
         TrainingArguments,
     )
 
-    from textclf.pretrained import resolve_pretrained
+    from textclf.model.pretrained import resolve_pretrained
 
     data = load_splits(args)
     train_split, test_split = data.splits["train"], data.splits["test"]
@@ -355,8 +355,8 @@ def run_setting(name: str, args: argparse.Namespace, script: str = __file__) -> 
 def summarize(results: dict, runs: dict, peaks: dict, args: argparse.Namespace) -> dict:
     """Ratios against the peers (with the spread of the rounds' train ratios), and the share of the bf16
     compute roof used by training."""
-    from textclf.sources import PACKAGED
-    from textclf.tokenization import load_tokenizer
+    from textclf.data.packaged import PACKAGED
+    from textclf.data.tokenization import load_tokenizer
 
     summary = {}
     if "textclf" not in results:
@@ -376,7 +376,7 @@ def summarize(results: dict, runs: dict, peaks: dict, args: argparse.Namespace) 
     # ~6 FLOPs per parameter per token (forward + backward) over the encoder's non-embedding parameters
     from transformers import AutoModel
 
-    from textclf.pretrained import resolve_pretrained
+    from textclf.model.pretrained import resolve_pretrained
 
     encoder = AutoModel.from_pretrained(resolve_pretrained(args.model))
     weights = sum(p.numel() for name, p in encoder.named_parameters() if not name.startswith("embeddings."))

@@ -32,7 +32,7 @@ def build_trec6_pairs(path: Path) -> Path:
     0 and joined two at a time ("q1 q2"), so each question is in one pair only; a pair's labels are the
     coarse classes of its two questions (one label when both share it, else two). 2,726 pairs; ABBR is rare
     (about 3 % of pairs), so a label's best threshold is far from 0.5."""
-    from textclf.sources import trec6
+    from textclf.data.packaged import trec6
 
     frame = trec6()["train"]
     order = np.random.default_rng(0).permutation(len(frame) // 2 * 2)

@@ -30,7 +30,7 @@ def write_rows(rows: int, directory: Path) -> tuple[Path, Path]:
     """The same rows as a CSV file and as a save_to_disk DatasetDict (one train split, as the CSV)."""
     import datasets
 
-    from textclf.sources import rotten_tomatoes
+    from textclf.data.packaged import rotten_tomatoes
 
     base = rotten_tomatoes()["train"]
     rng = np.random.default_rng(0)
@@ -51,7 +51,7 @@ def write_rows(rows: int, directory: Path) -> tuple[Path, Path]:
 
 
 def worker(way: str, location: str, tokenizer: str, cache: str) -> dict[str, float]:
-    from textclf.data import TextClassificationDataModule
+    from textclf.training.datamodule import TextClassificationDataModule
 
     settings = (
         {"source": "files", "train_file": location} if way == "files" else {"source": "hf", "from_disk": location}

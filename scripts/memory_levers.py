@@ -4,7 +4,7 @@ random weights, the packaged MiniLM's tokenizer), batch 32 of 128 tokens, bf16 a
     .venv/bin/python scripts/memory_levers.py                 # plain, gradient checkpointing, LoRA, both
     .venv/bin/python scripts/memory_levers.py --steps 12 --settings plain,checkpointing
 
-Each setting runs in its own process (so its peak RSS is its own): textclf's TextClassifier under a
+Each setting runs in its own process (so its peak RSS is its own): textclf's ClassifierLitModule under a
 Lightning Trainer, `--steps` optimizer steps on random token ids, of which the first two (kernel creation,
 first optimizer step) are not timed. A benchmark, not a test: the numbers vary with the machine's load.
 """
@@ -48,13 +48,13 @@ class StepTimer(L.Callback):
 def worker(setting: str, model_dir: Path, args: argparse.Namespace) -> dict[str, float]:
     import torch
 
-    from textclf.module import TextClassifier
-    from textclf.network import build_network
+    from textclf.model.network import build_network
     from textclf.precision import resolve_precision
+    from textclf.training.lit_module import ClassifierLitModule
 
     torch.manual_seed(0)
     net = build_network(2, pretrained=str(model_dir), **SETTINGS[setting])
-    model = TextClassifier(net, {0: "a", 1: "b"}, lr=5e-5)
+    model = ClassifierLitModule(net, {0: "a", 1: "b"}, lr=5e-5)
     trained = sum(p.numel() for p in net.parameters() if p.requires_grad)
     ids = torch.randint(1000, 20000, (args.steps, args.batch_size, args.tokens))
     batches = [

@@ -30,7 +30,7 @@ import numpy as np
 
 
 def write_lines(path: Path, lines: int) -> None:
-    from textclf.sources import rotten_tomatoes
+    from textclf.data.packaged import rotten_tomatoes
 
     texts = rotten_tomatoes()["train"]["text"].str.replace("\n", " ").to_numpy(dtype=object)
     rng = np.random.default_rng(0)
@@ -44,10 +44,10 @@ def make_checkpoint(model: str, directory: Path) -> Path:
     """A textclf checkpoint with two labels and a random head (and a random encoder for `tiny`)."""
     import torch
 
-    from textclf.module import TextClassifier
-    from textclf.network import build_network
-    from textclf.pretrained import resolve_pretrained
-    from textclf.tokenization import load_tokenizer
+    from textclf.data.tokenization import load_tokenizer
+    from textclf.model.network import build_network
+    from textclf.model.pretrained import resolve_pretrained
+    from textclf.training.lit_module import ClassifierLitModule
 
     tokenizer = load_tokenizer("all-MiniLM-L6-v2" if model == "tiny" else model)
     if model == "tiny":
@@ -60,7 +60,7 @@ def make_checkpoint(model: str, directory: Path) -> Path:
         BertModel(config).save_pretrained(encoder)
         model = str(encoder)
     net = build_network(2, pretrained=model)
-    module = TextClassifier(net, {0: "negative", 1: "positive"}, tokenizer=tokenizer)
+    module = ClassifierLitModule(net, {0: "negative", 1: "positive"}, tokenizer=tokenizer)
     path = directory / "model.ckpt"
     checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
     checkpoint["datamodule_hyper_parameters"] = {"max_length": 64, "truncation": "head"}

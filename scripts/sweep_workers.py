@@ -23,7 +23,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from textclf.trials import is_interrupted
+from textclf.sweep.trials import is_interrupted
 
 
 def main() -> None:

@@ -12,9 +12,9 @@ import torch
 from omegaconf import DictConfig
 from transformers import BertConfig, BertModel, BertTokenizer
 
-from textclf.cli import compose_config
-from textclf.evaluate import evaluate
-from textclf.export import export
+from textclf.config import compose_config
+from textclf.export.exporter import export
+from textclf.inference.evaluation import evaluate
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -134,7 +134,7 @@ def make_cfg(tiny_model_dir: Path, tmp_path: Path) -> Callable[..., DictConfig]:
 @pytest.fixture(scope="session")
 def trained_toy(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[DictConfig, dict, dict]:
     """One tiny model trained on the toy reviews, shared by the evaluation, prediction and export tests."""
-    from textclf.train import train
+    from textclf.training.fit import train
 
     root = tmp_path_factory.mktemp("trained")
     csv = root / "reviews.csv"

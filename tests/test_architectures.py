@@ -15,11 +15,11 @@ import torch
 from conftest import VOCAB, compose_cfg, toy_reviews, toy_training
 from transformers import AutoConfig, AutoModel, BertTokenizer, pipeline
 
-from textclf.evaluate import evaluate
-from textclf.export import export
-from textclf.inference import Predictor
-from textclf.network import build_network
-from textclf.train import train
+from textclf.export.exporter import export
+from textclf.inference.evaluation import evaluate
+from textclf.inference.predictor import Predictor
+from textclf.model.network import build_network
+from textclf.training.fit import train
 
 SMALL = {
     "hidden_size": 32,

@@ -23,11 +23,12 @@ from conftest import (
 )
 from transformers import AutoConfig, pipeline
 
-from textclf import calibration
-from textclf.checkpoints import load_classifier, read_checkpoint
 from textclf.errors import SettingError
-from textclf.inference import Predictor
-from textclf.predict import predict
+from textclf.inference.prediction import predict
+from textclf.inference.predictor import Predictor
+from textclf.model import calibration
+from textclf.model.loading import read_checkpoint
+from textclf.training.lit_module import load_lit_module
 
 
 def test_temperature_scaling_lowers_nll_and_ece_of_an_over_confident_model_and_keeps_its_answers() -> None:
@@ -66,7 +67,7 @@ def test_tuned_thresholds_beat_one_half_on_a_skewed_multi_label_set() -> None:
 
 
 def test_calibration_settings_are_refused_with_one_line(make_cfg, toy_csv: Path) -> None:
-    from textclf.train import train
+    from textclf.training.fit import train
 
     cases = {
         "model.threshold=1.5": "model.threshold must be a number between 0 and 1 (exclusive) or tuned, not 1.5",
@@ -85,7 +86,7 @@ def test_calibration_settings_are_refused_with_one_line(make_cfg, toy_csv: Path)
 @pytest.fixture(scope="module")
 def calibrated_toy(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
     """The tiny model, trained to over-fit the toy reviews (many epochs, no early stop), then calibrated."""
-    from textclf.train import train
+    from textclf.training.fit import train
 
     root = tmp_path_factory.mktemp("calibrated")
     csv = root / "reviews.csv"
@@ -163,7 +164,7 @@ def toy_tags(count: int, seed: int = 0) -> pd.DataFrame:
 def test_tuned_thresholds_are_stored_in_the_best_checkpoint_and_used_by_predict_eval_and_export(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    from textclf.train import train
+    from textclf.training.fit import train
 
     csv = tmp_path / "tags.csv"
     toy_tags(400).to_csv(csv, index=False)
@@ -183,7 +184,7 @@ def test_tuned_thresholds_are_stored_in_the_best_checkpoint_and_used_by_predict_
     assert {"test/f1_untuned", "test/f1_micro_untuned", "test/ece"} <= set(metrics)
     assert read_checkpoint(checkpoint)["hyper_parameters"]["thresholds"] == pytest.approx(thresholds)
 
-    model = load_classifier(checkpoint)
+    model = load_lit_module(checkpoint)
     assert model.task.thresholds.tolist() == pytest.approx(thresholds)
     predictor = Predictor(model, precision="32-true")
     texts = toy_tags(60, seed=3)["text"].tolist()
@@ -206,7 +207,7 @@ def test_a_checkpoint_without_calibration_has_temperature_one_and_the_fixed_thre
     path = objects["trainer"].checkpoint_callback.best_model_path
     hparams = read_checkpoint(path)["hyper_parameters"]
     assert hparams.get("thresholds") is None and hparams.get("temperature", 1.0) == 1.0
-    model = load_classifier(path)
+    model = load_lit_module(path)
     assert model.task.temperature == 1.0
     logits = torch.randn(4, 2)
     assert torch.equal(model.task.outputs(logits), logits)

@@ -15,7 +15,7 @@ from conftest import toy_reviews, toy_training
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from textclf.cli import compose_config
+from textclf.config import compose_config
 
 # (config node of train.yaml, what it builds) for every node whose target textclf defines
 TARGETS = (
@@ -81,7 +81,7 @@ def test_a_redirected_run_prints_progress_lines_and_keeps_its_messages_in_train_
     ]
     with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:  # not a terminal
         result = subprocess.run(
-            [sys.executable, "-m", "textclf.train", *overrides],
+            [sys.executable, "-m", "textclf", "train", *overrides],
             stdout=out,
             stderr=err,
             env={**os.environ, "COLUMNS": "120"},

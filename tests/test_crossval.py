@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from conftest import toy_reviews, toy_training
 
+from textclf.data.sources import Source
+from textclf.data.splits import prepare
 from textclf.errors import DataError
-from textclf.sources import Source
-from textclf.splits import prepare
 
 TESTS = Path(__file__).resolve().parent
 
@@ -67,7 +67,7 @@ def command(module: str, tmp_path: Path, tiny_model_dir: Path, *extra: str) -> s
     ]
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     return subprocess.run(
-        [sys.executable, "-m", f"textclf.{module}", *overrides], capture_output=True, text=True, env=env, cwd=tmp_path
+        [sys.executable, "-m", "textclf", module, *overrides], capture_output=True, text=True, env=env, cwd=tmp_path
     )
 
 

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from conftest import toy_reviews
 
-from textclf import sources
-from textclf.batching import LengthBucketBatchSampler, PadCollator
-from textclf.data import TextClassificationDataModule
+from textclf.data import packaged, sources
+from textclf.data.batching import LengthBucketBatchSampler, PadCollator
+from textclf.data.labels import sorted_labels
+from textclf.data.tokenization import load_tokenizer, tokenize_cached
 from textclf.errors import DataError
-from textclf.labels import sorted_labels
-from textclf.tokenization import load_tokenizer, tokenize_cached
+from textclf.training.datamodule import TextClassificationDataModule
 
 
 @pytest.mark.parametrize(
@@ -27,14 +27,14 @@ from textclf.tokenization import load_tokenizer, tokenize_cached
     ],
 )
 def test_packaged_sources_have_their_documented_sizes(name: str, sizes: dict[str, int], num_labels: int) -> None:
-    splits = sources.PACKAGED[name]()
+    splits = packaged.PACKAGED[name]()
     assert {split: len(frame) for split, frame in splits.items()} == sizes
     assert splits["train"]["label"].nunique() == num_labels
     assert not splits["train"]["text"].str.contains("\n(?:ham|spam)\t", regex=True).any()
 
 
 def test_sms_spam_unglues_the_messages_stored_together() -> None:
-    labels = sources.sms_spam()["train"]["label"].value_counts().to_dict()
+    labels = packaged.sms_spam()["train"]["label"].value_counts().to_dict()
     assert labels == {"ham": 4827, "spam": 747}  # the SMS Spam Collection's published counts
 
 

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from conftest import toy_reviews
 
-from textclf import tokenization
-from textclf.data import TextClassificationDataModule
+from textclf.data import tokenization
 from textclf.errors import DataError
-from textclf.train import train
+from textclf.training.datamodule import TextClassificationDataModule
+from textclf.training.fit import train
 
 CLASSES = ["positive", "negative"]  # not alphabetical: the ClassLabel's order must win
 

@@ -15,11 +15,12 @@ from conftest import toy_reviews
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from textclf import sources
-from textclf.data import TextClassificationDataModule
+from textclf.data import sources
 from textclf.errors import DataError
-from textclf.inference import Predictor
-from textclf.predict import read_texts, write_predictions
+from textclf.inference.predictor import Predictor
+from textclf.inference.reading import read_texts
+from textclf.inference.writing import write_predictions
+from textclf.training.datamodule import TextClassificationDataModule
 
 # any unicode scalar value but lone surrogates (UTF-8 cannot hold them), control characters and NUL included
 ANY_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
@@ -128,7 +129,7 @@ def test_a_megabyte_text_is_truncated_not_fatal(predictor: Predictor) -> None:
 
 
 def test_a_thousand_classes_train_and_predict(make_cfg, tmp_path: Path) -> None:
-    from textclf.train import train
+    from textclf.training.fit import train
 
     rng = np.random.default_rng(0)
     words = toy_reviews(3000)["text"].tolist()

@@ -16,13 +16,14 @@ import yaml
 from conftest import compose_cfg, toy_reviews
 from transformers import pipeline
 
-from textclf.checkpoints import load_classifier
 from textclf.errors import CheckpointError, DataError
-from textclf.evaluate import evaluate
-from textclf.export import export
-from textclf.inference import Predictor
+from textclf.export.exporter import export
+from textclf.inference.evaluation import evaluate
+from textclf.inference.prediction import predict
+from textclf.inference.predictor import Predictor
+from textclf.inference.reading import read_texts
 from textclf.precision import inference_precision, resolve_precision
-from textclf.predict import predict, read_texts
+from textclf.training.lit_module import load_lit_module
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -156,7 +157,8 @@ def test_predict_reads_csv_and_stdin(trained_toy, tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "textclf.predict",
+            "textclf",
+            "predict",
             f"ckpt_path={checkpoint}",
             "input=-",
             "output=-",
@@ -183,7 +185,7 @@ def test_predict_export_and_eval_never_import_lightning_and_only_eval_torchmetri
     code = (
         "import json, sys\n"
         "loaded = {}\n"
-        "for module in ('textclf.predict', 'textclf.export', 'textclf.evaluate'):\n"
+        "for module in ('textclf.commands.predict', 'textclf.commands.export', 'textclf.commands.evaluate'):\n"
         "    __import__(module)\n"
         "    loaded[module] = sorted({name.split('.')[0] for name in sys.modules})\n"
         "print(json.dumps(loaded))\n"
@@ -191,11 +193,11 @@ def test_predict_export_and_eval_never_import_lightning_and_only_eval_torchmetri
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout)
-    assert "torch" in loaded["textclf.predict"]  # the check sees what was imported
+    assert "torch" in loaded["textclf.commands.predict"]  # the check sees what was imported
     for module, absent in (
-        ("textclf.predict", (*LIGHTNING, "torchmetrics")),
-        ("textclf.export", (*LIGHTNING, "torchmetrics")),
-        ("textclf.evaluate", LIGHTNING),  # evaluation computes metrics: torchmetrics is its business
+        ("textclf.commands.predict", (*LIGHTNING, "torchmetrics")),
+        ("textclf.commands.export", (*LIGHTNING, "torchmetrics")),
+        ("textclf.commands.evaluate", LIGHTNING),  # evaluation computes metrics: torchmetrics is its business
     ):
         assert not set(absent) & set(loaded[module]), f"{module} imports {set(absent) & set(loaded[module])}"
 
@@ -206,7 +208,7 @@ def test_predict_works_where_lightning_and_torchmetrics_cannot_be_imported(train
     blocked = [*LIGHTNING, "torchmetrics"]
     code = (
         f"import runpy, sys; sys.modules.update(dict.fromkeys({blocked!r})); "
-        "runpy.run_module('textclf.predict', run_name='__main__')"
+        "runpy.run_module('textclf.commands.predict', run_name='__main__')"
     )
     result = subprocess.run(
         [
@@ -291,7 +293,7 @@ def test_export_onnx_matches_pytorch_on_other_shapes(trained_toy, tmp_path: Path
         )
     )
     session = onnxruntime.InferenceSession(str(directory / "model.onnx"))
-    model = load_classifier(best_checkpoint(trained_toy))
+    model = load_lit_module(best_checkpoint(trained_toy))
     inputs = model.tokenizer(
         toy_reviews(7, seed=3)["text"].tolist(), padding=True, return_tensors="np", return_token_type_ids=False
     )
@@ -313,7 +315,7 @@ def test_bad_checkpoints_are_refused_with_one_line(trained_toy, tmp_path: Path) 
         (garbage, "not a PyTorch file"),
     ):
         with pytest.raises(CheckpointError) as error:
-            load_classifier(path)
+            load_lit_module(path)
         assert str(path) in str(error.value) and expected in str(error.value) and "\n" not in str(error.value)
 
 
@@ -377,7 +379,7 @@ def test_a_checkpoint_carrying_a_pickled_payload_is_refused_and_never_runs(train
     tampered = tmp_path / "tampered.ckpt"
     torch.save(checkpoint, tampered)
     with pytest.raises(CheckpointError, match="refused"):
-        load_classifier(tampered)
+        load_lit_module(tampered)
     assert not marker.exists()
 
 
@@ -459,7 +461,7 @@ def test_ddp_sim_trains_over_two_processes_and_matches_a_single_process_evaluati
 ) -> None:
     from conftest import toy_training
 
-    from textclf.train import train
+    from textclf.training.fit import train
 
     cfg = make_cfg(
         *toy_training(toy_csv),
@@ -501,7 +503,7 @@ def test_a_checkpoint_whose_weights_do_not_fit_or_whose_base_model_is_gone_gives
     misfit = tmp_path / "misfit.ckpt"
     torch.save(checkpoint, misfit)
     with pytest.raises(CheckpointError) as error:
-        load_classifier(misfit)
+        load_lit_module(misfit)
     assert str(error.value).startswith(f"{misfit}: its weights do not fit its network (")
     assert "\n" not in str(error.value)
     checkpoint["state_dict"]["net.model.classifier.weight"] = weights
@@ -509,4 +511,4 @@ def test_a_checkpoint_whose_weights_do_not_fit_or_whose_base_model_is_gone_gives
     orphan = tmp_path / "orphan.ckpt"
     torch.save(checkpoint, orphan)
     with pytest.raises(CheckpointError, match=rf"{orphan}: its network cannot be built from '{tmp_path / 'gone'}' \("):
-        load_classifier(orphan)
+        load_lit_module(orphan)

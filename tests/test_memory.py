@@ -10,11 +10,11 @@ import torch
 from conftest import toy_reviews, toy_training
 from transformers import pipeline
 
-from textclf.checkpoints import load_classifier
-from textclf.export import export
-from textclf.inference import Predictor
-from textclf.network import build_network
-from textclf.train import train
+from textclf.export.exporter import export
+from textclf.inference.predictor import Predictor
+from textclf.model.network import build_network
+from textclf.training.fit import train
+from textclf.training.lit_module import load_lit_module
 
 # epochs of the LoRA toy run: on a frozen random encoder the adapters need this many to learn the keyword
 LORA_EPOCHS = 20
@@ -60,7 +60,7 @@ def test_a_lora_checkpoint_predicts_resumes_and_exports_merged(lora_run, tiny_mo
     texts = toy_reviews(40, seed=3)["text"].tolist()
     model = objects["model"]  # tested: it holds the best checkpoint's weights
     expected = Predictor(model, precision="32-true").predict_proba(texts)
-    restored = Predictor(load_classifier(best), precision="32-true")
+    restored = Predictor(load_lit_module(best), precision="32-true")
     np.testing.assert_allclose(restored.predict_proba(texts), expected, atol=1e-6)
 
     from conftest import compose_cfg
@@ -182,4 +182,4 @@ def test_explicit_class_weights_train_and_their_checkpoint_loads(make_cfg, toy_c
     _, objects = train(make_cfg(*toy_training(toy_csv), "trainer.max_epochs=1", "model.class_weights=[1.0,3.0]"))
     assert objects["model"].loss.weight.tolist() == [1.0, 3.0]
     last = Path(objects["trainer"].checkpoint_callback.dirpath) / "last.ckpt"
-    assert load_classifier(last).loss.weight.tolist() == [1.0, 3.0]
+    assert load_lit_module(last).loss.weight.tolist() == [1.0, 3.0]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from textclf.network import ClassifierNetwork, build_network
-from textclf.speedups import FastDropout, FirstTokenLayer
+from textclf.model.network import ClassifierNetwork, build_network
+from textclf.model.speedups import FastDropout, FirstTokenLayer
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -104,7 +104,7 @@ def test_only_bert_style_encoders_get_a_first_token_last_layer() -> None:
         RobertaModel,
     )
 
-    from textclf.speedups import first_token_last_layer
+    from textclf.model.speedups import first_token_last_layer
 
     small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=50)
     roberta = RobertaModel(RobertaConfig(**small))

@@ -15,10 +15,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import pipeline
 
-from textclf.cli import unwrap
 from textclf.errors import DataError, SettingError
-from textclf.inference import Predictor
-from textclf.predict import predict
+from textclf.inference.prediction import predict
+from textclf.inference.predictor import Predictor
+from textclf.running import unwrap
 
 
 def toy_pairs(count: int, seed: int = 0) -> pd.DataFrame:
@@ -41,7 +41,7 @@ def toy_pairs(count: int, seed: int = 0) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def trained_pairs(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
     """(metrics, best checkpoint, training CSV) of a tiny model trained on toy pairs."""
-    from textclf.train import train
+    from textclf.training.fit import train
 
     root = tmp_path_factory.mktemp("pairs")
     csv = root / "pairs.csv"
@@ -140,7 +140,7 @@ def test_pair_settings_and_inputs_are_checked_with_one_line(make_cfg, tmp_path: 
 
 
 def test_sentiment_verdicts_need_both_texts() -> None:
-    from textclf.sources import VERDICTS, rotten_tomatoes, sentiment_verdicts
+    from textclf.data.packaged import VERDICTS, rotten_tomatoes, sentiment_verdicts
 
     pairs, sentences = sentiment_verdicts()["train"], rotten_tomatoes()["train"]
     assert pairs["text"].tolist() == sentences["text"].tolist()

@@ -18,9 +18,9 @@ from test_resume import assert_resumes_as_if_never_stopped
 from transformers import pipeline
 
 from textclf.errors import DataError, SettingError
-from textclf.inference import Predictor
-from textclf.predict import predict
-from textclf.tasks import StandardizedLoss
+from textclf.inference.prediction import predict
+from textclf.inference.predictor import Predictor
+from textclf.model.tasks import StandardizedLoss
 
 
 def toy_scores(count: int, seed: int = 0) -> pd.DataFrame:
@@ -39,7 +39,7 @@ def toy_scores(count: int, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def trained_scores(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
-    from textclf.train import train
+    from textclf.training.fit import train
 
     root = tmp_path_factory.mktemp("regression")
     csv = root / "scores.csv"
@@ -97,7 +97,7 @@ def test_eval_predict_and_the_hf_pipeline_give_the_same_scores(trained_scores, t
 
 
 def test_a_label_that_is_no_number_is_named_with_its_row(make_cfg, tmp_path: Path) -> None:
-    from textclf.train import train
+    from textclf.training.fit import train
 
     csv = tmp_path / "scores.csv"
     frame = toy_scores(30).astype({"label": str})
@@ -139,7 +139,7 @@ def test_huber_loss_is_squared_within_one_standard_deviation_and_linear_beyond()
     ],
 )
 def test_regression_loss_settings_are_checked_with_one_line(make_cfg, tmp_path: Path, overrides, message) -> None:
-    from textclf.train import train
+    from textclf.training.fit import train
 
     csv = tmp_path / "scores.csv"
     toy_scores(40).to_csv(csv, index=False)
@@ -153,7 +153,7 @@ def test_huber_regression_learns_in_every_fold_and_logs_its_own_metric(
 ) -> None:
     """Cross-validation of a regression with Huber loss and a few wild scores; progress lines name
     val/pearson (the output is not a terminal here)."""
-    from textclf.train import train
+    from textclf.training.fit import train
 
     frame = toy_scores(800)
     frame.loc[::40, "label"] = 120.0  # twenty outlying scores (the others are 30 to 70)
@@ -188,8 +188,8 @@ def test_a_killed_regression_run_resumes_with_its_target_scale(tiny_model_dir: P
 
 
 def test_fractional_labels_read_as_classes_get_a_note_naming_the_file(caplog) -> None:
-    from textclf.sources import Source
-    from textclf.splits import prepare
+    from textclf.data.sources import Source
+    from textclf.data.splits import prepare
 
     source = Source("files", train_file="ratings.csv")
     scores = toy_scores(40).assign(label=lambda frame: frame["label"] / 7)

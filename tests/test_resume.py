@@ -16,11 +16,12 @@ import torch
 from conftest import toy_reviews, toy_training
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from textclf.checkpoints import load_classifier, run_dir
-from textclf.cli import run_command
-from textclf.files import OutputError
-from textclf.resuming import AtomicCheckpointIO
-from textclf.train import train
+from textclf.atomic import OutputError
+from textclf.run_dirs import run_dir
+from textclf.running import run_command
+from textclf.training.fit import train
+from textclf.training.lit_module import load_lit_module
+from textclf.training.resuming import AtomicCheckpointIO
 
 TESTS = Path(__file__).resolve().parent
 # 480 training rows / 16 = 30 steps an epoch, 2 epochs; last.ckpt every 5 steps
@@ -44,7 +45,9 @@ def train_command(
         *extra,
     ]
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    return subprocess.run([sys.executable, "-m", "textclf.train", *overrides], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "textclf", "train", *overrides], capture_output=True, text=True, env=env
+    )
 
 
 def final_metrics(run: Path) -> dict:
@@ -106,7 +109,7 @@ def test_a_killed_run_resumes_and_ends_as_if_it_never_stopped(
     assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL: no cleanup ran
     assert not (run / "metrics.json").exists()
     # whatever was being written, last.ckpt is whole
-    assert load_classifier(run / "checkpoints" / "last.ckpt").id2label == {0: "negative", 1: "positive"}
+    assert load_lit_module(run / "checkpoints" / "last.ckpt").id2label == {0: "negative", 1: "positive"}
 
     resumed = train_command(run, tiny_model_dir, csv, "resume=auto", every_n_steps=every_n_steps)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -191,14 +194,14 @@ def test_a_full_disk_during_training_ends_with_one_line_and_a_loadable_checkpoin
         f"textclf: error: {last}: cannot write the checkpoint: No space left on device (the previous one is kept)"
     )
     monkeypatch.setattr(torch, "save", real_save)
-    assert load_classifier(last).id2label == {0: "negative", 1: "positive"}
+    assert load_lit_module(last).id2label == {0: "negative", 1: "positive"}
 
 
 def test_outputs_that_cannot_be_written_give_one_line_and_keep_the_old_file(tmp_path: Path, monkeypatch) -> None:
     import numpy as np
     import pandas as pd
 
-    from textclf.predict import write_predictions
+    from textclf.inference.writing import write_predictions
 
     blocked = tmp_path / "a-file"
     blocked.write_text("")

@@ -25,10 +25,10 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from textclf import trials
 from textclf.errors import SettingError
-from textclf.pruning import make_pruner
-from textclf.sweep import search_space
+from textclf.sweep import trials
+from textclf.sweep.space import search_space
+from textclf.training.pruning import make_pruner
 
 TESTS = Path(__file__).resolve().parent
 
@@ -57,7 +57,7 @@ def test_the_search_space_is_written_in_hydra_sweep_syntax() -> None:
 def run(command: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     return subprocess.run(
-        [sys.executable, "-m", f"textclf.{command}", *overrides], capture_output=True, text=True, env=env, cwd=cwd
+        [sys.executable, "-m", "textclf", command, *overrides], capture_output=True, text=True, env=env, cwd=cwd
     )
 
 
@@ -278,7 +278,7 @@ def test_two_workers_share_one_study_and_one_finishes_the_trial_of_a_killed_one(
 
     def worker(name: str, *extra: str) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "textclf.sweep", *command, f"hydra.run.dir={tmp_path / name}", *extra],
+            [sys.executable, "-m", "textclf", "sweep", *command, f"hydra.run.dir={tmp_path / name}", *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

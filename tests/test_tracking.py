@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import toy_training
 
-from textclf.train import train
+from textclf.training.fit import train
 
 # mlflow-skinny and wandb are extras (installed by dev)
 mlflow = pytest.importorskip("mlflow")

@@ -20,11 +20,10 @@ from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from textclf.checkpoints import load_classifier
-from textclf.module import TextClassifier
+from textclf.model.pretrained import resolve_pretrained
 from textclf.precision import resolve_precision
-from textclf.pretrained import resolve_pretrained
-from textclf.train import train
+from textclf.training.fit import train
+from textclf.training.lit_module import ClassifierLitModule, load_lit_module
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ["rotten_tomatoes", "imdb", "sms_spam", "trec6", "newsgroups20"]
@@ -90,7 +89,7 @@ def test_training_learns_and_writes_checkpoints_metrics_and_events(trained_toy) 
 
 
 def test_the_misclassified_panel_lists_the_most_confident_mistakes_with_their_texts() -> None:
-    from textclf.monitoring import TestReport
+    from textclf.training.pictures import TestReport
 
     texts = pd.Series(["good | fine", "awful", "dull\nplot", "great"])
     probabilities = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.3, 0.7]])
@@ -113,8 +112,8 @@ def test_the_encoder_fine_tunes_in_train_mode(make_cfg, toy_csv: Path) -> None:
 
 def test_checkpoint_alone_rebuilds_the_model_and_names_its_labels(trained_toy) -> None:
     cfg, _, objects = trained_toy
-    model: TextClassifier = objects["model"].eval()  # tested, so holding the best checkpoint's weights
-    restored = load_classifier(objects["trainer"].checkpoint_callback.best_model_path)
+    model: ClassifierLitModule = objects["model"].eval()  # tested, so holding the best checkpoint's weights
+    restored = load_lit_module(objects["trainer"].checkpoint_callback.best_model_path)
     batch = next(iter(objects["datamodule"].test_dataloader()))
     with torch.no_grad():
         torch.testing.assert_close(
@@ -170,7 +169,7 @@ def test_bad_data_file_gives_a_one_line_error_from_the_command(tmp_path: Path) -
         [
             sys.executable,
             "-m",
-            "textclf.train",
+            "textclf.commands.train",
             "data=files",
             f"data.train_file={tmp_path / 'nope.csv'}",
             f"hydra.run.dir={tmp_path / 'run'}",
@@ -284,7 +283,7 @@ def test_balanced_class_weights_follow_the_training_frequencies(make_cfg, tmp_pa
 def test_long_texts_keep_their_head_tail_or_both(tiny_model_dir: Path, truncation: str, kept: str) -> None:
     from transformers import BertTokenizer
 
-    from textclf.tokenization import encode
+    from textclf.data.tokenization import encode
 
     tokenizer = BertTokenizer(
         vocab={w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{n}" for n in range(20)])}
@@ -298,7 +297,7 @@ def test_cpu_training_uses_fast_dropout_and_leaves_frozen_embeddings_alone(
 ) -> None:
     from transformers import BertModel
 
-    from textclf.speedups import FastDropout
+    from textclf.model.speedups import FastDropout
 
     original = BertModel.from_pretrained(tiny_model_dir)
     for frozen, kept in (
@@ -331,7 +330,7 @@ def test_users_add_their_own_config_dir_through_the_search_path(make_cfg, toy_cs
 
 
 def test_a_bad_setting_ends_the_command_with_one_line_naming_the_key(make_cfg, toy_csv: Path, capsys) -> None:
-    from textclf.cli import run_command
+    from textclf.running import run_command
 
     cfg = make_cfg(*toy_training(toy_csv), "model.net.head=max")
     with pytest.raises(SystemExit) as exit_info:
@@ -362,7 +361,7 @@ def test_training_on_a_gpu_learns_in_16_bit_mixed_precision(make_cfg, toy_csv: P
 def test_compiled_encoder_trains_and_its_checkpoint_loads_uncompiled(make_cfg, toy_csv: Path) -> None:
     cfg = make_cfg(*toy_training(toy_csv), "model.compile=true", "trainer.max_epochs=2")
     metrics, objects = train(cfg)
-    restored = load_classifier(objects["trainer"].checkpoint_callback.best_model_path)
+    restored = load_lit_module(objects["trainer"].checkpoint_callback.best_model_path)
     assert metrics["test/acc"] >= 0.9 and restored.id2label == {0: "negative", 1: "positive"}
 
 

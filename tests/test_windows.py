@@ -17,12 +17,12 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from textclf.cli import unwrap
+from textclf.data.tokenization import encode_pairs, load_tokenizer
+from textclf.data.windows import TextBatchSampler, aggregate, check_windows, cut_windows
 from textclf.errors import DataError
-from textclf.inference import Predictor
-from textclf.predict import predict
-from textclf.tokenization import encode_pairs, load_tokenizer
-from textclf.windows import TextBatchSampler, aggregate, check_windows, cut_windows
+from textclf.inference.prediction import predict
+from textclf.inference.predictor import Predictor
+from textclf.running import unwrap
 
 
 def ragged(texts: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +118,7 @@ def hidden_label_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def train_long(tiny_model_dir: Path, csv: Path, root: Path, *overrides: str) -> tuple[dict, dict]:
-    from textclf.train import train
+    from textclf.training.fit import train
 
     cfg = compose_cfg(
         root / "run",

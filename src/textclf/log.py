@@ -31,3 +31,8 @@ class RankZeroFilter(logging.Filter):
 log = logging.getLogger("textclf")
 log.addFilter(RankZeroFilter())
 log.setLevel(logging.INFO)
+
+
+def duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else f"{minutes}:{seconds:02d}"

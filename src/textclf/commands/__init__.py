@@ -1,0 +1,13 @@
+"""The `textclf-*` commands: each module's `main` is a thin Hydra entry point that calls the library.
+
+`python -m textclf <command> [overrides]` runs the same commands (`python -m textclf --help` lists them).
+"""
+
+COMMANDS = {
+    "train": ("textclf.commands.train", "main", "fit, validate and test a classifier"),
+    "eval": ("textclf.commands.evaluate", "main", "evaluate a checkpoint on a split: metrics, report, pictures"),
+    "predict": ("textclf.commands.predict", "main", "predict labels or scores for a file of texts"),
+    "export": ("textclf.commands.export", "main", "export a checkpoint: Hugging Face directory or ONNX"),
+    "sweep": ("textclf.commands.sweep", "main", "hyper-parameter search with Optuna over textclf-train runs"),
+    "sweep-summary": ("textclf.commands.sweep", "summary_main", "the summary table of a sweep or multirun dir"),
+}

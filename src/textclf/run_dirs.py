@@ -1,0 +1,46 @@
+"""Run directories: the one a new run writes into, and the unfinished one that `resume=auto` (or
+`resume=<run dir>`) continues, found before Hydra creates any folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textclf.errors import CheckpointError
+
+LAST = "last.ckpt"
+
+
+def is_unfinished(run_dir: Path) -> bool:
+    """A run that saved a checkpoint (or a sweep that started its study, or a cross-validation that started
+    a fold) but never wrote its final metrics."""
+    started = (
+        (run_dir / "checkpoints" / LAST).is_file()
+        or (run_dir / "sweep.json").is_file()
+        or any(run_dir.glob("fold_*/checkpoints/" + LAST))
+        or any(run_dir.glob("fold_*/metrics.json"))
+    )
+    return started and not (run_dir / "metrics.json").exists()
+
+
+def run_dir(resume: str | None, fresh: str) -> str:
+    """Hydra's run dir (resolver `textclf_run_dir`): `fresh` for a new run; with `resume=auto` the newest
+    unfinished run beside it (or `fresh` when there is none); with `resume=<run dir>` that run."""
+    if resume is None:
+        return fresh
+    if str(resume) != "auto":
+        return str(resume)
+    runs = Path(fresh).parent
+    candidates = [path for path in runs.iterdir() if path.is_dir() and is_unfinished(path)] if runs.is_dir() else []
+    return str(max(candidates, key=lambda path: path.stat().st_mtime)) if candidates else fresh
+
+
+def resume_checkpoint(output_dir: Path, resume: str | None) -> Path | None:
+    """The checkpoint a resumed run continues from: the run dir's last.ckpt, or None for a new run."""
+    if resume is None:
+        return None
+    last = output_dir / "checkpoints" / LAST
+    if last.is_file():
+        return last
+    if str(resume) != "auto":
+        raise CheckpointError(f"resume={resume}: no checkpoint to resume from ({last} not found)")
+    return None

@@ -1,0 +1,208 @@
+"""The Lightning data module: reads a source, splits it, takes the label set, tokenizes each split once
+(cached on disk) and serves length-bucketed batches. Each step is its own module; this one wires them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+from transformers import PreTrainedTokenizerBase
+
+from textclf.config import plain
+from textclf.data import batching, splits
+from textclf.data.batching import LengthBucketBatchSampler, TokenizedSplit
+from textclf.data.frames import Splits
+from textclf.data.labels import LabelSet, Scores
+from textclf.data.sources import Source
+from textclf.data.tokenization import FULL, check_truncation, load_tokenizer, tokenize_cached
+from textclf.data.windows import TextBatchSampler, check_windows, cut_windows, special_tokens
+from textclf.errors import SettingError
+from textclf.model.tasks import TASKS
+
+
+class TextClassificationDataModule(L.LightningDataModule):
+    """Tokenized, length-bucketed batches of a text classification dataset.
+
+    With `labels` given (a checkpoint's label names) the data is checked against them instead of defining
+    them, and a `files` source needs no training file: that is how a checkpoint is evaluated. Defaults are
+    those of `conf/data/default.yaml`.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        tokenizer: str,
+        batch_size: int = 32,
+        eval_batch_size: int = 128,
+        max_length: int = 128,
+        truncation: str = "head",
+        pair_truncation: str = "longest_first",
+        long_texts: str = "truncate",
+        window_stride: int = 32,
+        max_windows: int | None = None,
+        window_aggregation: str = "mean",
+        max_train_examples: int | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        split_seed: int = 42,
+        seed: int = 42,
+        bucket_batches: int = 50,
+        pad_to_multiple_of: int = batching.PAD_TO_MULTIPLE_OF,
+        multi_label: bool = False,
+        task: str = "classification",
+        label_delimiter: str | None = None,
+        empty_texts: str = "drop",
+        num_workers: int = 0,
+        cache_dir: str | None = ".cache/textclf",
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        text_column: str = "text",
+        label_column: str = "label",
+        text_pair_column: str | None = None,
+        path: str | None = None,
+        config_name: str | None = None,
+        data_files: str | list[str] | dict[str, Any] | None = None,
+        revision: str | None = None,
+        from_disk: str | None = None,
+        trust_remote_code: bool = False,
+        splits: dict[str, str | None] | None = None,
+        labels: list[str] | None = None,
+        fold: int | None = None,
+        folds: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_truncation(truncation, pairs=text_pair_column is not None, pair_truncation=pair_truncation)
+        check_windows(
+            long_texts, window_stride, max_windows, window_aggregation, max_length, text_pair_column is not None
+        )
+        # plain values in the hyper-parameters: checkpoints are read back with weights_only
+        data_files, splits = plain(data_files), plain(splits)
+        self.save_hyperparameters(logger=False)
+        self.source = Source.from_settings(self.hparams)  # checks the name before any work
+        self.tokenizer: PreTrainedTokenizerBase | None = None
+        self.frames: Splits = {}
+        self.datasets: dict[str, TokenizedSplit] = {}
+        if task not in TASKS:
+            raise SettingError(f"data.task must be one of {', '.join(TASKS)}, not '{task}'")
+        if task == "regression" and multi_label:
+            raise SettingError("data.task=regression predicts one number per text: data.multi_label must be false")
+        self.labels: LabelSet | Scores | None = None
+        if labels:
+            self.labels = Scores(labels[0]) if task == "regression" else LabelSet(labels, multi_label)
+        self.resume_position: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return self.labels.id2label if self.labels else {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        hp = self.hparams
+        self.tokenizer = load_tokenizer(hp.tokenizer)
+        self.source, self.frames = splits.read(hp, hp.multi_label, train_required=self.labels is None)
+        if self.labels is None and hp.task == "regression":
+            self.labels = Scores()
+        if self.labels is None:
+            self.labels = LabelSet.from_splits(
+                self.frames, hp.multi_label, self.source.where, self.source.label_names()
+            )
+        else:
+            self.labels.check(self.frames, self.source.where)
+        windows = hp.get("long_texts", "truncate") == "window"  # older checkpoints' settings: truncate
+        if windows:
+            prefix, suffix = special_tokens(self.tokenizer)
+            check_windows(
+                "window", hp.window_stride, hp.max_windows, "mean", hp.max_length, self.source.pairs, prefix + suffix
+            )
+        for split, frame in self.frames.items():
+            input_ids, offsets, segments = tokenize_cached(
+                frame["text"],
+                self.tokenizer,
+                hp.max_length,
+                hp.cache_dir,
+                FULL if windows else hp.truncation,  # windows: whole texts cached, cut below
+                f"tokenizing {split}",
+                fingerprint=splits.split_fingerprint(self.source, hp, hp.multi_label, split),
+                pairs=frame["text_pair"] if self.source.pairs else None,
+                pair_truncation=hp.get("pair_truncation", "longest_first"),
+            )
+            labels = self.labels.encode(frame["label"])
+            if not windows:
+                self.datasets[split] = TokenizedSplit(input_ids, offsets, labels, segments)
+                continue
+            # training takes the first max_windows of each text; evaluation every window
+            limit = hp.max_windows if split == "train" else None
+            input_ids, offsets, text_index = cut_windows(
+                input_ids, offsets, hp.max_length, hp.window_stride, prefix, suffix, limit
+            )
+            self.datasets[split] = TokenizedSplit(input_ids, offsets, labels[text_index], None, text_index)
+
+    def class_weights(self) -> list[float]:
+        return self.labels.class_weights(self.datasets["train"].labels)
+
+    def target_scale(self) -> tuple[float, float]:
+        """The mean and standard deviation of the training targets (regression standardizes by them)."""
+        targets = self.datasets["train"].labels.astype(np.float64)
+        return float(targets.mean()), float(targets.std()) or 1.0
+
+    def dataloader(self, split: str, shuffle: bool = False) -> DataLoader:
+        """Length-bucketed batches of one split; shuffled (training) or sorted by length (evaluation)."""
+        hp, trainer = self.hparams, self.trainer
+        dataset = self.datasets[split]
+        num_replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        if dataset.text_index is not None and not shuffle:  # windows: batches of whole texts, sharded by text
+            sampler = TextBatchSampler(dataset.text_index, dataset.lengths, hp.eval_batch_size, num_replicas, rank)
+            return batching.loader(
+                dataset, sampler, self.tokenizer.pad_token_id, hp.pad_to_multiple_of, hp.num_workers, hp.seed, True
+            )
+        sampler = LengthBucketBatchSampler(
+            self.datasets[split].lengths,
+            hp.batch_size if shuffle else hp.eval_batch_size,
+            shuffle=shuffle,
+            seed=hp.seed,
+            bucket_batches=hp.bucket_batches,
+            num_replicas=num_replicas,
+            rank=rank,
+            current_epoch=(lambda: trainer.current_epoch) if shuffle and trainer else None,
+        )
+        if shuffle and self.resume_position is not None:  # set only when a checkpoint was loaded
+            sampler.skip_once(*self.resume_position)
+            self.resume_position = None
+        return batching.loader(
+            self.datasets[split], sampler, self.tokenizer.pad_token_id, hp.pad_to_multiple_of, hp.num_workers, hp.seed
+        )
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training is in its epoch, saved with every checkpoint: a resumed run skips the batches
+        this epoch already trained on (the order of an epoch's batches depends only on seed and epoch)."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= trainer.num_training_batches:  # a finished epoch: nothing of it to skip (Lightning may
+            done = 0  # draw the next epoch's loader before it counts the epoch as done)
+        return {"epoch": trainer.current_epoch, "batches_done": done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if state_dict:
+            self.resume_position = (state_dict["epoch"], state_dict["batches_done"])
+
+    def train_dataloader(self) -> DataLoader:
+        return self.dataloader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.dataloader("test")
+
+    def describe(self) -> dict[str, Any]:
+        """Sizes and labels, for the run's log."""
+        described = {"splits": {split: len(ds) for split, ds in self.datasets.items()}, "labels": self.labels.names}
+        if self.hparams.get("long_texts") == "window":  # the splits' sizes count windows; these count texts
+            described["texts"] = {split: len(self.frames[split]) for split in self.datasets}
+        return described

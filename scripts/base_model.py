@@ -9,7 +9,7 @@ from pathlib import Path
 def build_base_model(directory: Path) -> Path:
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from textclf.model.pretrained import resolve_pretrained
+    from textclf.pretrained import resolve_pretrained
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained("all-MiniLM-L6-v2"))
     tokenizer.save_pretrained(directory)

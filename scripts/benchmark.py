@@ -183,7 +183,7 @@ def run_hf(args: argparse.Namespace, dynamic_bf16: bool, metrics: Metrics = accu
         TrainingArguments,
     )
 
-    from textclf.model.pretrained import resolve_pretrained
+    from textclf.pretrained import resolve_pretrained
 
     data = load_splits(args)
     train_split, test_split = data.splits["train"], data.splits["test"]
@@ -376,7 +376,7 @@ def summarize(results: dict, runs: dict, peaks: dict, args: argparse.Namespace) 
     # ~6 FLOPs per parameter per token (forward + backward) over the encoder's non-embedding parameters
     from transformers import AutoModel
 
-    from textclf.model.pretrained import resolve_pretrained
+    from textclf.pretrained import resolve_pretrained
 
     encoder = AutoModel.from_pretrained(resolve_pretrained(args.model))
     weights = sum(p.numel() for name, p in encoder.named_parameters() if not name.startswith("embeddings."))

@@ -46,7 +46,7 @@ def make_checkpoint(model: str, directory: Path) -> Path:
 
     from textclf.data.tokenization import load_tokenizer
     from textclf.model.network import build_network
-    from textclf.model.pretrained import resolve_pretrained
+    from textclf.pretrained import resolve_pretrained
     from textclf.training.lit_module import ClassifierLitModule
 
     tokenizer = load_tokenizer("all-MiniLM-L6-v2" if model == "tiny" else model)

@@ -16,6 +16,21 @@ from textclf.config import compose_config
 from textclf.export.exporter import export
 from textclf.inference.evaluation import evaluate
 
+TESTS = Path(__file__).resolve().parent  # on PYTHONPATH for subprocesses: conftest, crash, resume_runs
+FIXTURES = TESTS / "fixtures"
+# Lightning's packages: importing them would add 0.7 s to a one-line textclf-predict's 3.5 s
+LIGHTNING = ("lightning", "lightning_fabric", "pytorch_lightning")
+# cleaning and splitting options for the tests that call `splits.prepare` directly
+SPLIT_OPTIONS = dict(
+    multi_label=False,
+    label_delimiter=None,
+    empty_texts="drop",
+    val_fraction=0.1,
+    test_fraction=0.1,
+    split_seed=7,
+    max_train_examples=None,
+)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `gpu` are skipped, with the reason shown, where there is no CUDA GPU."""
@@ -142,3 +157,7 @@ def trained_toy(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     cfg = compose_cfg(root / "run", tiny_model_dir, *toy_training(csv), "callbacks.early_stopping=null")
     metrics, objects = train(cfg)
     return cfg, metrics, objects
+
+
+def best_checkpoint(trained_toy) -> str:
+    return trained_toy[2]["trainer"].checkpoint_callback.best_model_path

@@ -60,7 +60,6 @@ FLAT_LAYOUT: dict[str, dict[str, str]] = {
     "windows": {"*": "textclf.data.windows"},
     "batching": {"*": "textclf.data.batching"},
     "network": {"*": "textclf.model.network"},
-    "pretrained": {"*": "textclf.model.pretrained"},
     "speedups": {"*": "textclf.model.speedups"},
     "adapters": {"*": "textclf.model.lora"},
     "tasks": {"*": "textclf.model.tasks"},

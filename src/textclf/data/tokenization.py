@@ -17,7 +17,7 @@ from rich.progress import Progress
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from textclf.errors import DataError
-from textclf.model.pretrained import resolve_pretrained
+from textclf.pretrained import resolve_pretrained
 
 CACHE_FORMAT = 3  # bump when the cached arrays or the key change meaning
 TOKENIZE_CHUNK = 10_000

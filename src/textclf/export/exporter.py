@@ -1,4 +1,4 @@
-"""`textclf-export`: a checkpoint as a Hugging Face model directory or an ONNX graph.
+"""`export(cfg)`, behind `textclf-export`: a checkpoint as a Hugging Face model directory or an ONNX graph.
 
     textclf-export ckpt_path=CKPT format=hf   output_dir=exported/hf
     textclf-export ckpt_path=CKPT format=onnx output_dir=exported/onnx

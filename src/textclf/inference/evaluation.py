@@ -1,4 +1,5 @@
-"""`textclf-eval`: a checkpoint's test metrics on any data config, and the reports people look at.
+"""`evaluate(cfg)`, behind `textclf-eval`: a checkpoint's test metrics on any data config, and the reports
+people look at.
 
     textclf-eval ckpt_path=outputs/train/runs/…/checkpoints/last.ckpt data=rotten_tomatoes
 

@@ -1,4 +1,4 @@
-"""`textclf-predict`: a checkpoint's answers on new text.
+"""`predict(cfg)`, behind `textclf-predict`: a checkpoint's answers on new text.
 
     textclf-predict ckpt_path=run/checkpoints/last.ckpt input=texts.txt output=predictions.csv
 

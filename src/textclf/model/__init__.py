@@ -1,5 +1,5 @@
-"""The model layer: the network (a Hugging Face encoder and its head) and its one factory, pretrained
-weights resolved, the encoder's speed-ups, LoRA, the tasks (losses, probabilities, metrics), calibration,
+"""The model layer: the network (a Hugging Face encoder and its head) and its one factory, the encoder's
+speed-ups, LoRA, the tasks (losses, probabilities, metrics), calibration,
 and a trained classifier read back safely from its checkpoint for inference. No Lightning here."""
 
 from textclf.lazy import exports
@@ -7,7 +7,6 @@ from textclf.lazy import exports
 API = {
     "build_network": "textclf.model.network",
     "ClassifierNetwork": "textclf.model.network",
-    "resolve_pretrained": "textclf.model.pretrained",
     "make_task": "textclf.model.tasks",
     "task_of": "textclf.model.tasks",
     "TrainedClassifier": "textclf.model.trained",

@@ -21,7 +21,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICA
 from textclf.log import log
 from textclf.model import speedups
 from textclf.model.lora import LORA_DEFAULTS, add_lora, lora_settings
-from textclf.model.pretrained import resolve_pretrained
+from textclf.pretrained import resolve_pretrained
 
 HEADS = ("native", "pooler", "cls", "mean")
 # the config keys through which architectures set their dropout: on attention probabilities, on hidden

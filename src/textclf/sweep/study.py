@@ -1,4 +1,5 @@
-"""`textclf-sweep`: an Optuna search over train settings, each trial a whole `textclf-train` run.
+"""`sweep(cfg, ...)`, behind `textclf-sweep`: an Optuna search over train settings, each trial a whole
+`textclf-train` run.
 
     textclf-sweep experiment=rotten_tomatoes sweep.n_trials=20   # any textclf-train override
     textclf-sweep experiment=rotten_tomatoes resume=auto          # go on with an interrupted sweep

@@ -226,7 +226,7 @@ def test_only_second_shortens_the_second_text_and_refuses_a_first_text_too_long(
 
 @pytest.mark.slow  # three trainings in subprocesses
 def test_a_killed_window_run_resumes_and_ends_as_if_it_never_stopped(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from test_resume import assert_resumes_as_if_never_stopped
+    from resume_runs import assert_resumes_as_if_never_stopped
 
     csv = tmp_path / "long.csv"
     hidden_label_reviews(120).to_csv(csv, index=False)

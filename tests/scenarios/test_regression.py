@@ -11,10 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import FILLER, NEGATIVE, POSITIVE, compose_cfg, evaluate_on_file, export_checkpoint, toy_training
+from conftest import (
+    FILLER,
+    NEGATIVE,
+    POSITIVE,
+    SPLIT_OPTIONS,
+    compose_cfg,
+    evaluate_on_file,
+    export_checkpoint,
+    toy_training,
+)
+from resume_runs import assert_resumes_as_if_never_stopped
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_crossval import OPTIONS
-from test_resume import assert_resumes_as_if_never_stopped
 from transformers import pipeline
 
 from textclf.errors import DataError, SettingError
@@ -194,8 +202,8 @@ def test_fractional_labels_read_as_classes_get_a_note_naming_the_file(caplog) ->
     source = Source("files", train_file="ratings.csv")
     scores = toy_scores(40).assign(label=lambda frame: frame["label"] / 7)
     with caplog.at_level(logging.WARNING, logger="textclf"):
-        prepare({"train": scores}, source, **OPTIONS)
-        prepare({"train": toy_scores(40)}, source, **OPTIONS)  # whole numbers: classes, no note
+        prepare({"train": scores}, source, **SPLIT_OPTIONS)
+        prepare({"train": toy_scores(40)}, source, **SPLIT_OPTIONS)  # whole numbers: classes, no note
     notes = [r.getMessage() for r in caplog.records]
     assert len(notes) == 1 and notes[0].startswith("ratings.csv (train): the labels are numbers such as ")
     assert notes[0].endswith("set data.task=regression to predict a number"), notes

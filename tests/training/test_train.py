@@ -20,12 +20,12 @@ from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from textclf.model.pretrained import resolve_pretrained
 from textclf.precision import resolve_precision
+from textclf.pretrained import resolve_pretrained
 from textclf.training.fit import train
 from textclf.training.lit_module import ClassifierLitModule, load_lit_module
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATASETS = ["rotten_tomatoes", "imdb", "sms_spam", "trec6", "newsgroups20"]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import toy_reviews, toy_training
+from conftest import TESTS, toy_reviews, toy_training
 from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
@@ -29,8 +29,6 @@ from textclf.errors import SettingError
 from textclf.sweep import trials
 from textclf.sweep.space import search_space
 from textclf.training.pruning import make_pruner
-
-TESTS = Path(__file__).resolve().parent
 
 
 def test_the_search_space_is_written_in_hydra_sweep_syntax() -> None:

@@ -12,32 +12,20 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import toy_reviews, toy_training
+from conftest import SPLIT_OPTIONS, TESTS, toy_reviews, toy_training
 
 from textclf.data.sources import Source
 from textclf.data.splits import prepare
 from textclf.errors import DataError
 
-TESTS = Path(__file__).resolve().parent
-
-
-OPTIONS = dict(
-    multi_label=False,
-    label_delimiter=None,
-    empty_texts="drop",
-    val_fraction=0.1,
-    test_fraction=0.1,
-    split_seed=7,
-    max_train_examples=None,
-)
 SOURCE = Source("files", train_file="train.csv")
 
 
 def test_the_folds_cover_the_pooled_rows_once_each_stratified_and_leave_the_test_split_alone() -> None:
     frame = toy_reviews(203, seed=3)
     frame.loc[:29, "label"] = "neutral"  # a smaller third class
-    splits = [prepare({"train": frame}, SOURCE, **OPTIONS, fold=k, folds=4) for k in range(4)]
-    plain = prepare({"train": frame}, SOURCE, **OPTIONS)
+    splits = [prepare({"train": frame}, SOURCE, **SPLIT_OPTIONS, fold=k, folds=4) for k in range(4)]
+    plain = prepare({"train": frame}, SOURCE, **SPLIT_OPTIONS)
     pool = sorted(pd.concat([plain["train"], plain["val"]])["text"])
     held_out = [split["val"] for split in splits]
     assert sorted(pd.concat(held_out)["text"]) == pool  # every pooled row validates exactly once
@@ -49,7 +37,7 @@ def test_the_folds_cover_the_pooled_rows_once_each_stratified_and_leave_the_test
         assert max(counts) - min(counts) <= 1, (label, counts)
     assert max(map(len, held_out)) - min(map(len, held_out)) <= 1
     with pytest.raises(DataError, match=r"data.fold must be from 0 to 3 \(data.folds=4\), not 4"):
-        prepare({"train": frame}, SOURCE, **OPTIONS, fold=4, folds=4)
+        prepare({"train": frame}, SOURCE, **SPLIT_OPTIONS, fold=4, folds=4)
 
 
 def command(module: str, tmp_path: Path, tiny_model_dir: Path, *extra: str) -> subprocess.CompletedProcess:

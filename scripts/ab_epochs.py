@@ -8,7 +8,7 @@ alternating the variants, so a slow spell of the machine hits them alike (separa
 may patch anything (a method, a module, a setting). The first variant is the baseline. Example:
 
     import torch
-    from textclf import speedups
+    from textclf.model import speedups
     current = speedups.FastDropout.forward
     def bool_mask(self, x):  # the mask cast from bool, as before
         if not self.training or self.p == 0:
@@ -36,7 +36,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
-from textclf.config import compose_config
+from textclf import compose_config
 from textclf.precision import resolve_precision
 
 

@@ -79,7 +79,7 @@ def load_splits(args: argparse.Namespace) -> Data:
     """The same rows for every setting: textclf's data module, built from the config textclf trains with."""
     from hydra.utils import instantiate
 
-    from textclf.config import compose_config
+    from textclf import compose_config
 
     cfg = compose_config("train", textclf_overrides(args, "auto"), args.scratch / "splits")
     module = instantiate(cfg.data)
@@ -126,9 +126,7 @@ def run_textclf(args: argparse.Namespace, precision: str, metrics: Metrics = acc
     """Train with `textclf-train`'s code path, then predict the test split with `Predictor`."""
     from omegaconf import open_dict
 
-    from textclf.config import compose_config
-    from textclf.inference.predictor import Predictor
-    from textclf.training.fit import train
+    from textclf import Predictor, compose_config, train
 
     cfg = compose_config("train", textclf_overrides(args, precision), args.scratch / "textclf")
 

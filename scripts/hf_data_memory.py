@@ -51,7 +51,7 @@ def write_rows(rows: int, directory: Path) -> tuple[Path, Path]:
 
 
 def worker(way: str, location: str, tokenizer: str, cache: str) -> dict[str, float]:
-    from textclf.training.datamodule import TextClassificationDataModule
+    from textclf import TextClassificationDataModule
 
     settings = (
         {"source": "files", "train_file": location} if way == "files" else {"source": "hf", "from_disk": location}

@@ -48,9 +48,8 @@ class StepTimer(L.Callback):
 def worker(setting: str, model_dir: Path, args: argparse.Namespace) -> dict[str, float]:
     import torch
 
-    from textclf.model.network import build_network
+    from textclf import ClassifierLitModule, build_network
     from textclf.precision import resolve_precision
-    from textclf.training.lit_module import ClassifierLitModule
 
     torch.manual_seed(0)
     net = build_network(2, pretrained=str(model_dir), **SETTINGS[setting])

@@ -44,10 +44,9 @@ def make_checkpoint(model: str, directory: Path) -> Path:
     """A textclf checkpoint with two labels and a random head (and a random encoder for `tiny`)."""
     import torch
 
+    from textclf import ClassifierLitModule, build_network
     from textclf.data.tokenization import load_tokenizer
-    from textclf.model.network import build_network
     from textclf.pretrained import resolve_pretrained
-    from textclf.training.lit_module import ClassifierLitModule
 
     tokenizer = load_tokenizer("all-MiniLM-L6-v2" if model == "tiny" else model)
     if model == "tiny":

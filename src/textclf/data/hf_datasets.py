@@ -37,6 +37,54 @@ def loading_script(path: str) -> Path | None:
     return inside if inside.is_file() else None
 
 
+def load_saved_dataset(folder: str) -> datasets.Dataset | datasets.DatasetDict:
+    """A folder written by `save_to_disk`; anything else is a DataError naming what is wrong with it."""
+    if not Path(folder).is_dir():
+        raise DataError(f"{folder}: data.from_disk is not a folder")
+    try:
+        return datasets.load_from_disk(folder)
+    except FileNotFoundError:
+        raise DataError(f"{folder}: not a dataset written by save_to_disk (no state.json)") from None
+
+
+def load_named_dataset(
+    path: str, config_name: str | None, data_files: Any, revision: str | None, trust_remote_code: bool
+) -> datasets.Dataset | datasets.DatasetDict:
+    """A hub dataset or a local folder by `load_dataset`; its failures become DataErrors that say what to do."""
+    script = loading_script(path)
+    if script is not None and not trust_remote_code:
+        raise DataError(
+            f"{path}: a loading script ({script.name}) runs the dataset's own code; "
+            "set data.trust_remote_code=true to allow it"
+        )
+    if path.startswith(("/", ".", "~")) and not Path(path).expanduser().exists():
+        raise DataError(f"{path}: data.path: no such file or folder")
+    options = {"trust_remote_code": True} if trust_remote_code else {}
+    try:
+        return datasets.load_dataset(path, config_name, data_files=data_files, revision=revision, **options)
+    except datasets.exceptions.DatasetNotFoundError:
+        raise DataError(
+            f"{path}: no such local folder, and no dataset of that name on the Hugging Face hub "
+            "(or it needs a token: hf auth login)"
+        ) from None
+    except ConnectionError as error:
+        raise DataError(
+            f"{path}: not a local folder, and the Hugging Face hub cannot be reached "
+            f"(a hub dataset needs network access): {first_line(error)}"
+        ) from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read: {first_line(error)}") from None
+    except RuntimeError as error:
+        if "scripts are no longer supported" in str(error):
+            raise DataError(
+                f"{path}: a dataset with a loading script; datasets {datasets.__version__} no longer "
+                "runs them (convert it to Parquet, or use datasets<4 with data.trust_remote_code=true)"
+            ) from None
+        raise
+    except (ValueError, datasets.exceptions.DatasetsError) as error:
+        raise DataError(f"{path}: cannot be loaded: {first_line(error)}") from None
+
+
 STANDARD_SPLIT_NAMES = (("train", "train"), ("val", "validation"), ("test", "test"))
 
 
@@ -90,53 +138,12 @@ class HuggingFaceDataset:
     @cached_property
     def dataset(self) -> datasets.DatasetDict:
         """The whole dataset, loaded once; a single `Dataset` counts as its train split."""
-        loaded = self._load_from_disk() if self.from_disk else self._load_dataset()
+        if self.from_disk:
+            loaded = load_saved_dataset(self.from_disk)
+        else:
+            data_files = json.loads(self.data_files) if self.data_files is not None else None
+            loaded = load_named_dataset(self.path, self.config_name, data_files, self.revision, self.trust_remote_code)
         return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
-
-    def _load_from_disk(self) -> datasets.Dataset | datasets.DatasetDict:
-        if not Path(self.from_disk).is_dir():
-            raise DataError(f"{self.from_disk}: data.from_disk is not a folder")
-        try:
-            return datasets.load_from_disk(self.from_disk)
-        except FileNotFoundError:
-            raise DataError(f"{self.from_disk}: not a dataset written by save_to_disk (no state.json)") from None
-
-    def _load_dataset(self) -> datasets.Dataset | datasets.DatasetDict:
-        script = loading_script(self.path)
-        if script is not None and not self.trust_remote_code:
-            raise DataError(
-                f"{self.path}: a loading script ({script.name}) runs the dataset's own code; "
-                "set data.trust_remote_code=true to allow it"
-            )
-        if self.path.startswith(("/", ".", "~")) and not Path(self.path).expanduser().exists():
-            raise DataError(f"{self.path}: data.path: no such file or folder")
-        options = {"trust_remote_code": True} if self.trust_remote_code else {}
-        data_files = json.loads(self.data_files) if self.data_files is not None else None
-        try:
-            return datasets.load_dataset(
-                self.path, self.config_name, data_files=data_files, revision=self.revision, **options
-            )
-        except datasets.exceptions.DatasetNotFoundError:
-            raise DataError(
-                f"{self.path}: no such local folder, and no dataset of that name on the Hugging Face hub "
-                "(or it needs a token: hf auth login)"
-            ) from None
-        except ConnectionError as error:
-            raise DataError(
-                f"{self.path}: not a local folder, and the Hugging Face hub cannot be reached "
-                f"(a hub dataset needs network access): {first_line(error)}"
-            ) from None
-        except OSError as error:
-            raise DataError(f"{self.path}: cannot be read: {first_line(error)}") from None
-        except RuntimeError as error:
-            if "scripts are no longer supported" in str(error):
-                raise DataError(
-                    f"{self.path}: a dataset with a loading script; datasets {datasets.__version__} no longer "
-                    "runs them (convert it to Parquet, or use datasets<4 with data.trust_remote_code=true)"
-                ) from None
-            raise
-        except (ValueError, datasets.exceptions.DatasetsError) as error:
-            raise DataError(f"{self.path}: cannot be loaded: {first_line(error)}") from None
 
     def split(self, split: str, train_required: bool) -> datasets.Dataset | None:
         """The dataset's split mapped to `split`; None when it has none (val and test are then split off

@@ -145,38 +145,28 @@ model({example})
 def model_card(model: TrainedClassifier, checkpoint: str | Path, name: str) -> str:
     """The card's text: YAML front matter, then Markdown."""
     metrics = run_test_metrics(checkpoint)
-    data, hp, spec = model.data_hparams, model.hparams, model.net.spec
-    base = base_model(model) or str(spec.get("pretrained"))
-    inputs = "text pairs" if data.get("text_pair_column") is not None else "texts"
+    front_matter = yaml.safe_dump(metadata(model, metrics, name), sort_keys=False, allow_unicode=True).strip()
+    sections = [
+        labels_section(model),
+        data_section(model.data_hparams),
+        settings_section(model),
+        results_section(metrics),
+        f"## How to use\n\n{usage(model)}",
+        limitations_section(model),
+    ]
+    return f"---\n{front_matter}\n---\n\n# {name}\n\n{summary(model)}\n\n" + "\n\n".join(sections) + "\n"
+
+
+def summary(model: TrainedClassifier) -> str:
+    """The opening paragraph: what kind of model it is, what it was fine-tuned from, what it predicts, and
+    whether its probabilities are calibrated."""
+    base = base_model(model) or str(model.net.spec.get("pretrained"))
+    inputs = "text pairs" if model.data_hparams.get("text_pair_column") is not None else "texts"
     kind = (
         f"A regression model of {inputs}"
         if model.task.regression
         else f"A {'multi' if model.task.multi_label else 'single'}-label classifier of {inputs} "
         f"with {len(model.id2label)} labels"
-    )
-    labels = "\n".join(f"| {index} | {label} |" for index, label in model.id2label.items())
-    results = "\n".join(f"| {HUB_METRICS[key][1]} | {value:.4f} |" for key, value in metrics.items())
-    limit = (
-        "It predicts numbers in the range the training scores taught it; far outside it, expect errors to grow."
-        if model.task.regression
-        else "A label is predicted when its probability reaches the threshold: "
-        "the threshold trades precision for recall."
-        if model.task.multi_label
-        else f"It always answers with one of its {len(model.id2label)} labels; it cannot say that a text fits none."
-    )
-    thresholds = [round(float(t), 4) for t in model.task.thresholds] if model.task.multi_label else []
-    tuned = model.task.multi_label and hp.get("thresholds") is not None
-    decision = (
-        (
-            "every label whose sigmoid probability reaches its own threshold (tuned for F1 on the validation "
-            "split; table below, and `config.textclf_thresholds`)"
-            if tuned
-            else f"every label whose sigmoid probability reaches {hp['threshold']}"
-        )
-        if model.task.multi_label
-        else f"one number, its {model.id2label[0]}"
-        if model.task.regression
-        else "the most probable label"
     )
     temperature = model.task.temperature
     calibrated = (
@@ -185,33 +175,53 @@ def model_card(model: TrainedClassifier, checkpoint: str | Path, name: str) -> s
         if temperature != 1.0
         else ""
     )
+    return (
+        f"{kind}, fine-tuned from `{base}` with textclf (PyTorch Lightning + Hydra). "
+        f"It predicts {decision(model)}.{calibrated}"
+    )
+
+
+def decision(model: TrainedClassifier) -> str:
+    """What a prediction is: the labels whose probability reaches a threshold, a number, or one label."""
+    if model.task.multi_label:
+        if model.hparams.get("thresholds") is not None:
+            return (
+                "every label whose sigmoid probability reaches its own threshold (tuned for F1 on the validation "
+                "split; table below, and `config.textclf_thresholds`)"
+            )
+        return f"every label whose sigmoid probability reaches {model.hparams['threshold']}"
+    if model.task.regression:
+        return f"one number, its {model.id2label[0]}"
+    return "the most probable label"
+
+
+def labels_section(model: TrainedClassifier) -> str:
+    """The labels by id, with each label's threshold where a multi-label classifier has them."""
+    thresholds = [round(float(t), 4) for t in model.task.thresholds] if model.task.multi_label else []
     if thresholds:
-        labels = "\n".join(
-            f"| {index} | {label} | {threshold} |"
-            for (index, label), threshold in zip(model.id2label.items(), thresholds)
-        )
-    return f"""---
-{yaml.safe_dump(metadata(model, metrics, name), sort_keys=False, allow_unicode=True).strip()}
----
+        header = "| id | label | threshold |\n|---|---|---|"
+        pairs = zip(model.id2label.items(), thresholds)
+        rows = [f"| {index} | {label} | {threshold} |" for (index, label), threshold in pairs]
+    else:
+        header = "| id | label |\n|---|---|"
+        rows = [f"| {index} | {label} |" for index, label in model.id2label.items()]
+    return f"## Labels\n\n{header}\n" + "\n".join(rows)
 
-# {name}
 
-{kind}, fine-tuned from `{base}` with textclf (PyTorch Lightning + Hydra). It predicts {decision}.{calibrated}
-
-## Labels
-
-| id | label |{" threshold |" if thresholds else ""}
-|---|---|{"---|" if thresholds else ""}
-{labels}
-
-## Data
+def data_section(data: dict[str, Any]) -> str:
+    """The data it was trained on, how it read the texts, and where its validation and test rows came from."""
+    return f"""## Data
 
 - dataset: {dataset_name(data)} (textclf source `{data.get("source", "unknown")}`)
 {reading(data)}
 - validation and test rows: the dataset's own splits where it has them, else split off the training rows
-  (val {data.get("val_fraction")}, test {data.get("test_fraction")}, split seed {data.get("split_seed")})
+  (val {data.get("val_fraction")}, test {data.get("test_fraction")}, split seed {data.get("split_seed")})"""
 
-## Training settings
+
+def settings_section(model: TrainedClassifier) -> str:
+    """The training settings a reader needs to reproduce the run or compare it with another."""
+    hp, spec = model.hparams, model.net.spec
+    return f"""## Training settings
 
 | setting | value |
 |---|---|
@@ -219,33 +229,41 @@ def model_card(model: TrainedClassifier, checkpoint: str | Path, name: str) -> s
 | learning rate | {hp["lr"]} |
 | weight decay | {hp["weight_decay"]} |
 | warm-up fraction | {hp["warmup_fraction"]} |
-| batch size | {data.get("batch_size")} |
+| batch size | {model.data_hparams.get("batch_size")} |
 | class weights | {"yes" if hp["class_weights"] else "no"} |
-| LoRA | {"merged into the weights" if spec.get("peft") else "no"} |
+| LoRA | {"merged into the weights" if spec.get("peft") else "no"} |"""
 
-## Results
 
-{
-        ("| metric | value |" + chr(10) + "|---|---|" + chr(10) + results)
-        if metrics
-        else "No test metrics were found beside the checkpoint."
-    }
+def results_section(metrics: dict[str, float]) -> str:
+    """The test metrics of the run that wrote the checkpoint, or a note that none were found."""
+    if not metrics:
+        return "## Results\n\nNo test metrics were found beside the checkpoint."
+    rows = "\n".join(f"| {HUB_METRICS[key][1]} | {value:.4f} |" for key, value in metrics.items())
+    return f"## Results\n\n| metric | value |\n|---|---|\n{rows}"
 
-## How to use
 
-{usage(model)}
-
-## Limitations
+def limitations_section(model: TrainedClassifier) -> str:
+    """Where the model is expected to do worse than its results say, for the kind of model it is."""
+    data = model.data_hparams
+    if model.task.regression:
+        limit = "It predicts numbers in the range the training scores taught it; far outside it, expect errors to grow."
+    elif model.task.multi_label:
+        limit = (
+            "A label is predicted when its probability reaches the threshold: "
+            "the threshold trades precision for recall."
+        )
+    else:
+        limit = f"It always answers with one of its {len(model.id2label)} labels; it cannot say that a text fits none."
+    if data.get("long_texts") == "window":
+        reading_limit = "Long texts are read in windows; a text's label can rest on one passage."
+    else:
+        reading_limit = f"Tokens past {data.get('max_length')} are not read."
+    return f"""## Limitations
 
 - Trained and tested on {dataset_name(data)} only: texts of another domain, style or language may be
   classified worse than the results above say.
 - {limit}
-- {
-        "Long texts are read in windows; a text's label can rest on one passage."
-        if data.get("long_texts") == "window"
-        else f"Tokens past {data.get('max_length')} are not read."
-    }
-"""
+- {reading_limit}"""
 
 
 def write(model: TrainedClassifier, checkpoint: str | Path, directory: Path, name: str) -> None:

@@ -196,6 +196,43 @@ def build_network(
     `conf/model/default.yaml` (`model.net`)."""
     pretrained = str(pretrained)  # a Path would not load from a checkpoint with weights_only
     spec = dict(locals())  # the arguments, kept with the network to rebuild it
+    check_choices(head, freeze_embeddings)
+    lora = lora_settings(peft, lora)
+    # a LoRA checkpoint holds only what was trained: the frozen base comes from `pretrained`
+    location = resolve_pretrained(pretrained) if model_config is None or lora is not None else None
+    config = load_config(location, model_config, num_labels, trust_remote_code)
+    if location is not None:
+        set_dropout(config, head, dropout, attention_dropout, hidden_dropout)
+    supports_sdpa = getattr(model_class(config, head), "_supports_sdpa", False)
+    model, new_weights = load_model(
+        config, head, location, speedups.resolve_attention(attn_implementation, True, supports_sdpa), trust_remote_code
+    )
+    encoder = encoder_of(model, head, pretrained)
+    # transformers 5 returns from_pretrained models in eval mode (dropout off) and Lightning 2.6 keeps each
+    # submodule's mode: switch to train mode or the model would fine-tune without dropout
+    model.train()
+    applied = apply_speedups(
+        encoder,
+        config,
+        head,
+        skip_unused_tokens=skip_unused_tokens,
+        bf16_residual=bf16_residual,
+        frozen_embeddings=freeze_embeddings,
+        gradient_checkpointing=gradient_checkpointing,
+    )
+    if lora is not None:
+        spec["lora"] = add_adapters(model, lora, head, new_weights)
+        applied.append(f"lora(r={lora['r']}, {', '.join(spec['lora']['target_modules'])})")
+    log.info(f"{config.model_type} with the {head} head; speed-ups: {', '.join(applied) or 'none'}")
+    options = {"spec": spec | {"model_config": config.to_dict()}, "supports_sdpa": supports_sdpa}
+    if head == "native":
+        return NativeNetwork(model, **options)
+    own_dropout = getattr(config, "hidden_dropout_prob", 0.1)
+    return PooledNetwork(model, num_labels, own_dropout if dropout is None else dropout, **options)
+
+
+def check_choices(head: str, freeze_embeddings: str) -> None:
+    """The settings that name one of a few choices, checked before anything is downloaded or loaded."""
     if head not in HEADS:
         raise ValueError(f"model.net.head must be one of {', '.join(HEADS)}, not '{head}'")
     if freeze_embeddings not in speedups.FROZEN_EMBEDDINGS:
@@ -203,29 +240,42 @@ def build_network(
             f"model.net.freeze_embeddings must be one of {', '.join(speedups.FROZEN_EMBEDDINGS)}, "
             f"not '{freeze_embeddings}'"
         )
-    lora = lora_settings(peft, lora)
-    # a LoRA checkpoint holds only what was trained: the frozen base comes from `pretrained`
-    location = resolve_pretrained(pretrained) if model_config is None or lora is not None else None
+
+
+def load_config(
+    location: str | None, model_config: dict[str, Any] | None, num_labels: int, trust_remote_code: bool
+) -> Any:
+    """The architecture's config: the pretrained one at `location` with a head for `num_labels`, or (None)
+    the one a checkpoint carries, `model_config`."""
     if location is None:
-        config = AutoConfig.for_model(**model_config)
-    else:
-        config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code, num_labels=num_labels)
-        set_dropout(config, head, dropout, attention_dropout, hidden_dropout)
-    supports_sdpa = getattr(model_class(config, head), "_supports_sdpa", False)
-    model, new_weights = load_model(
-        config, head, location, speedups.resolve_attention(attn_implementation, True, supports_sdpa), trust_remote_code
-    )
+        return AutoConfig.for_model(**model_config)
+    return AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code, num_labels=num_labels)
+
+
+def encoder_of(model: PreTrainedModel, head: str, pretrained: str) -> PreTrainedModel:
+    """The transformer under the head: the native model's base model, else the model itself, whose own
+    pooler is dropped unless the `pooler` head reads it (unused parameters would break DDP)."""
     if head == "native":
-        encoder = model.base_model
-    else:
-        encoder = model
-        if head == "pooler" and getattr(encoder, "pooler", None) is None:
-            raise ValueError(f"model.net.head=pooler: '{pretrained}' has no pooler; use native, cls or mean")
-        if head != "pooler" and getattr(encoder, "pooler", None) is not None:
-            encoder.pooler = None  # unused by the head; unused parameters would break DDP
-    # transformers 5 returns from_pretrained models in eval mode (dropout off) and Lightning 2.6 keeps each
-    # submodule's mode: switch to train mode or the model would fine-tune without dropout
-    model.train()
+        return model.base_model
+    if head == "pooler" and getattr(model, "pooler", None) is None:
+        raise ValueError(f"model.net.head=pooler: '{pretrained}' has no pooler; use native, cls or mean")
+    if head != "pooler" and getattr(model, "pooler", None) is not None:
+        model.pooler = None
+    return model
+
+
+def apply_speedups(
+    encoder: PreTrainedModel,
+    config: Any,
+    head: str,
+    *,
+    skip_unused_tokens: bool,
+    bf16_residual: bool,
+    frozen_embeddings: str,
+    gradient_checkpointing: bool,
+) -> list[str]:
+    """The chosen speed-ups on the encoder, each where it fits the architecture and head, then gradient
+    checkpointing if asked; returns the names of those applied, for the log."""
     reads_first_token = head in ("pooler", "cls") or (
         head == "native" and speedups.native_head_reads_first_token(config)
     )
@@ -234,24 +284,22 @@ def build_network(
         reads_first_token_only=reads_first_token,
         skip_unused_tokens=skip_unused_tokens,
         bf16_residual=bf16_residual,
-        frozen_embeddings=freeze_embeddings,
+        frozen_embeddings=frozen_embeddings,
     )
     if gradient_checkpointing:
         encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         applied.append("gradient_checkpointing")
-    if lora is not None:  # the encoder frozen but for its adapters; the native head, and any weights the
-        # pretrained ones lacked (so that checkpoints, which keep what trains, keep them), train in full
-        prefix = f"{model.base_model_prefix}."
+    return applied
 
-        def trains_in_full(name: str) -> bool:
-            return name in new_weights or (head == "native" and not name.startswith(prefix))
 
-        # the modules peft chose, kept: another peft version may choose others for the same architecture
-        spec["lora"] = lora | {"target_modules": add_lora(model, lora, trains_in_full)}
-        applied.append(f"lora(r={lora['r']}, {', '.join(spec['lora']['target_modules'])})")
-    log.info(f"{config.model_type} with the {head} head; speed-ups: {', '.join(applied) or 'none'}")
-    options = {"spec": spec | {"model_config": config.to_dict()}, "supports_sdpa": supports_sdpa}
-    if head == "native":
-        return NativeNetwork(model, **options)
-    own_dropout = getattr(config, "hidden_dropout_prob", 0.1)
-    return PooledNetwork(model, num_labels, own_dropout if dropout is None else dropout, **options)
+def add_adapters(model: PreTrainedModel, lora: dict[str, Any], head: str, new_weights: set[str]) -> dict[str, Any]:
+    """LoRA adapters on the encoder, frozen but for them; the native head, and any weights the pretrained
+    ones lacked (so that checkpoints, which keep what trains, keep them), train in full. Returns the LoRA
+    settings with the modules peft chose, for the spec: another peft version may choose others for the
+    same architecture."""
+    prefix = f"{model.base_model_prefix}."
+
+    def trains_in_full(name: str) -> bool:
+        return name in new_weights or (head == "native" and not name.startswith(prefix))
+
+    return lora | {"target_modules": add_lora(model, lora, trains_in_full)}

@@ -8,7 +8,7 @@ import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -26,6 +26,10 @@ from textclf.training import trackers
 from textclf.training.calibrate import calibrate_best
 from textclf.training.crossval import cross_validate
 from textclf.training.resuming import AtomicCheckpointIO, RandomStateCheckpoint, resume_step
+
+if TYPE_CHECKING:
+    from textclf.training.datamodule import TextClassificationDataModule
+    from textclf.training.lit_module import ClassifierLitModule
 
 
 def instantiate_group(group: DictConfig | None, **extra: dict[str, Any]) -> list[Any]:
@@ -74,27 +78,43 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[dict[s
 
 def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
     """One run: fit, test the best checkpoint, write `metrics.json`."""
+    check_settings(cfg)  # before any work
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = cfg.get("ckpt_path") or resume_checkpoint(output_dir, cfg.get("resume"))
+    datamodule, model = data_and_model(cfg)
+    resumed_step = prepare_resume(ckpt_path, model, output_dir / "checkpoints")
+    trainer = build_trainer(cfg, extra_callbacks, resumed_step)
+    metrics = fit_model(trainer, model, datamodule, ckpt_path)
+    best_path = best_model_path(trainer)
+    metrics |= evaluate_best(cfg, trainer, datamodule, model, best_path)
+    write_results(cfg, trainer, metrics, output_dir, best_path)
+    return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """The task's settings checked together, so that a contradiction fails before any data is read."""
     model_cfg = cfg.model
-    check_task_settings(  # before any work
+    check_task_settings(
         model_cfg.get("threshold", 0.5),
         model_cfg.get("calibrate", False),
         cfg.data.get("multi_label", False),
         cfg.data.get("task", "classification"),
         model_cfg.get("regression_loss", "mse"),
     )
-    L.seed_everything(cfg.seed, workers=True)
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = cfg.get("ckpt_path") or resume_checkpoint(output_dir, cfg.get("resume"))
 
+
+def data_and_model(cfg: DictConfig) -> tuple[TextClassificationDataModule, ClassifierLitModule]:
+    """The data module, set up for fitting, and the model built for its label set (the size of the head),
+    its class weights and regression scale; the tokenizer that tokenized the data travels in checkpoints."""
     datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")  # the label set decides the size of the model's head
+    datamodule.setup("fit")
     log.info(f"data: {json.dumps(datamodule.describe())}")
     class_weights = cfg.model.get("class_weights")
     if class_weights == "balanced":
         class_weights = datamodule.class_weights()
         log.info(f"class weights from the training label frequencies: {[round(w, 3) for w in class_weights]}")
-    # the network is built for the label set; the tokenizer that tokenized the data travels in checkpoints
     scale = {}
     if cfg.data.get("task") == "regression":
         scale = dict(zip(("target_mean", "target_std"), datamodule.target_scale()))
@@ -107,15 +127,26 @@ def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) ->
         tokenizer=datamodule.tokenizer,
         **scale,
     )
+    return datamodule, model
 
-    resumed_step = 0
-    if ckpt_path:
-        resumed_step = resume_step(Path(ckpt_path), model.net.spec)
-        removed = remove_partial_files(output_dir / "checkpoints")
-        log.info(
-            f"resuming from {ckpt_path} at step {resumed_step}"
-            + (f" (removed {len(removed)} partly written checkpoint)" if removed else "")
-        )
+
+def prepare_resume(ckpt_path: str | Path | None, model: ClassifierLitModule, checkpoint_dir: Path) -> int:
+    """The step a resumed run goes on from (0 for a new run), its killed run's partly written checkpoints
+    removed: the loggers need the step to drop what was logged after the checkpoint."""
+    if not ckpt_path:
+        return 0
+    resumed_step = resume_step(Path(ckpt_path), model.net.spec)
+    removed = remove_partial_files(checkpoint_dir)
+    log.info(
+        f"resuming from {ckpt_path} at step {resumed_step}"
+        + (f" (removed {len(removed)} partly written checkpoint)" if removed else "")
+    )
+    return resumed_step
+
+
+def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[L.Callback], resumed_step: int) -> L.Trainer:
+    """The configured trainer with its loggers and callbacks (and `extra_callbacks`), the run's whole
+    config logged as its hyper-parameters."""
     # TensorBoard hides what the killed run logged after its checkpoint: no step appears twice
     loggers = instantiate_group(cfg.get("logger"), tensorboard={"purge_step": resumed_step} if resumed_step else {})
     callbacks = [*instantiate_group(cfg.get("callbacks")), RandomStateCheckpoint(), *extra_callbacks]
@@ -133,7 +164,17 @@ def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) ->
     torch.utils.deterministic.fill_uninitialized_memory = False
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return trainer
 
+
+def fit_model(
+    trainer: L.Trainer,
+    model: ClassifierLitModule,
+    datamodule: TextClassificationDataModule,
+    ckpt_path: str | Path | None,
+) -> dict[str, float]:
+    """Fits the model (from `ckpt_path` when resuming); returns the validation metrics, with the best
+    monitored value even when the run resumed after its last validation."""
     with warnings.catch_warnings():  # the data module restores the position in the epoch (data.py)
         warnings.filterwarnings("ignore", message=".*your dataloader is not resumable")
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -141,19 +182,41 @@ def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) ->
     best = f"val/{model.task.monitor}_best"
     if best not in metrics and model.val_acc_best.max_value.isfinite():  # resumed after the last
         metrics[best] = float(model.val_acc_best.max_value)  # validation: no new one ran
+    return metrics
+
+
+def best_model_path(trainer: L.Trainer) -> str:
+    """The best checkpoint the run saved; "" when no checkpoint callback kept one."""
     best_checkpoint = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
-    best_path = best_checkpoint.best_model_path if best_checkpoint else ""
+    return best_checkpoint.best_model_path if best_checkpoint else ""
+
+
+def evaluate_best(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    datamodule: TextClassificationDataModule,
+    model: ClassifierLitModule,
+    best_path: str,
+) -> dict[str, float]:
+    """What the best checkpoint is measured on after fitting: its calibration fitted on validation when the
+    settings ask for one, then the test metrics (`test=true`)."""
+    metrics: dict[str, float] = {}
     if model.hparams.get("calibrate") or model.hparams.get("threshold") == TUNED:
         metrics |= calibrate_best(cfg, trainer, datamodule, model, best_path)
-
     if cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
         metrics |= scalars(trainer.callback_metrics, "test/")
+    return metrics
 
+
+def write_results(
+    cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float], output_dir: Path, best_path: str
+) -> None:
+    """The run's metrics to its loggers and `metrics.json` (global rank zero only), the export to the
+    trackers when asked (`log_export`); the trackers are then finished."""
     log_hparams_with_metrics(trainer, cfg, metrics)
     if trainer.is_global_zero:
         write_json_atomically(output_dir / "metrics.json", {**metrics, "best_model_path": best_path})
         if cfg.get("log_export") and best_path:
             trackers.log_export(trainer.loggers, best_path)
     trackers.finish(trainer.loggers)
-    return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}

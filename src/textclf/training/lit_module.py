@@ -15,10 +15,10 @@ if TYPE_CHECKING:
     from textclf.training.lit_module import ClassifierLitModule
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import lightning as L
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MaxMetric, MeanMetric, Metric, MetricCollection
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from textclf.data.tokenization import tokenizer_files
@@ -30,6 +30,50 @@ from textclf.model.tasks import task_of
 # AdamW with its fused kernel: one pass over all parameters per step instead of one per tensor
 ADAMW = functools.partial(torch.optim.AdamW, fused=True)
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+def parameter_groups(
+    named_parameters: Iterable[tuple[str, torch.nn.Parameter]], weight_decay: float
+) -> list[dict[str, Any]]:
+    """The trainable parameters in two optimizer groups, so that biases and norm weights (`NO_DECAY`) are
+    not decayed, as the usual fine-tuning recipe has it."""
+    decay, no_decay = [], []
+    for name, parameter in named_parameters:
+        if parameter.requires_grad:
+            (no_decay if name.endswith(NO_DECAY) else decay).append(parameter)
+    return [
+        {"params": decay, "weight_decay": weight_decay, "name": "decay"},
+        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+    ]
+
+
+def without_frozen_weights(state_dict: dict[str, Any], net: ClassifierNetwork) -> dict[str, Any]:
+    """The state dict less the network's frozen weights: a LoRA checkpoint keeps what trained, and the
+    frozen base comes from `pretrained` again when it is loaded."""
+    trained = {f"net.{name}" for name, parameter in net.named_parameters() if parameter.requires_grad}
+    return {key: value for key, value in state_dict.items() if not key.startswith("net.") or key in trained}
+
+
+def window_aggregation(trainer: L.Trainer) -> str:
+    """How the windows of a long text are combined: the data module's setting (data.window_aggregation)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    return getattr(datamodule, "hparams", {}).get("window_aggregation", "mean")
+
+
+def computed_and_reset(metric: Metric | MetricCollection) -> Any:
+    """A metric's value over the epoch, the metric then reset: torchmetrics would go on accumulating into
+    the next epoch."""
+    value = metric.compute()
+    metric.reset()
+    return value
+
+
+def best_so_far(best: MaxMetric, value: torch.Tensor, counts: bool) -> torch.Tensor:
+    """The best monitored value so far, with this epoch's when it `counts` (not the sanity check's few
+    batches); this epoch's alone while none has counted yet."""
+    if counts:
+        best.update(value)
+    return best.compute() if best.update_called else value
 
 
 class ClassifierLitModule(L.LightningModule):
@@ -107,12 +151,7 @@ class ClassifierLitModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["network"] = self.net.spec
         if not self.strict_loading:  # LoRA: the trained weights only, not the frozen base
-            trained = {f"net.{name}" for name, parameter in self.net.named_parameters() if parameter.requires_grad}
-            checkpoint["state_dict"] = {
-                key: value
-                for key, value in checkpoint["state_dict"].items()
-                if not key.startswith("net.") or key in trained
-            }
+            checkpoint["state_dict"] = without_frozen_weights(checkpoint["state_dict"], self.net)
         if self.tokenizer is not None:
             checkpoint["tokenizer_files"] = tokenizer_files(self.tokenizer)
 
@@ -132,13 +171,8 @@ class ClassifierLitModule(L.LightningModule):
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
         if "window_text" in batch:  # windows of whole texts (evaluation): one row of logits per text
-            logits = aggregate(logits, batch["window_text"], len(batch["labels"]), self.window_aggregation())
+            logits = aggregate(logits, batch["window_text"], len(batch["labels"]), window_aggregation(self.trainer))
         return self.loss(logits.float(), batch["labels"]), logits
-
-    def window_aggregation(self) -> str:
-        """How the windows of a long text are combined: the data module's setting (data.window_aggregation)."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        return getattr(datamodule, "hparams", {}).get("window_aggregation", "mean")
 
     def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         if batch_idx == 0:  # a new epoch; also after resuming from a checkpoint saved at an epoch's end
@@ -147,9 +181,8 @@ class ClassifierLitModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _ = self._step(batch)
         self.train_loss(loss.detach())
-        self.log(
-            "train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=len(batch["labels"])
-        )
+        batch_size = len(batch["labels"])
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=batch_size)
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -161,56 +194,36 @@ class ClassifierLitModule(L.LightningModule):
         loss, logits = self._step(batch)
         getattr(self, f"{stage}_loss").update(loss, weight=len(batch["labels"]))
         probabilities = self.probabilities(logits)
-        getattr(self, f"{stage}_metrics").update(
-            self.task.metric_inputs(probabilities), self.task.metric_targets(batch["labels"])
-        )
+        inputs, targets = self.task.metric_inputs(probabilities), self.task.metric_targets(batch["labels"])
+        getattr(self, f"{stage}_metrics").update(inputs, targets)
         return probabilities
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._evaluation_step("val", batch)
 
     def on_validation_epoch_end(self) -> None:
-        metrics = self.val_metrics.compute()
-        self.val_metrics.reset()
+        metrics = computed_and_reset(self.val_metrics)
         monitored = f"val/{self.task.monitor}"  # val/acc, or val/pearson for regression
-        if not self.trainer.sanity_checking:
-            self.val_acc_best.update(metrics[monitored])
+        best = best_so_far(self.val_acc_best, metrics[monitored], counts=not self.trainer.sanity_checking)
         self.log_dict(metrics, prog_bar=True)
-        self.log("val/loss", self.val_loss.compute())
-        self.val_loss.reset()
-        self.log(
-            f"{monitored}_best",
-            self.val_acc_best.compute() if self.val_acc_best.update_called else metrics[monitored],
-            prog_bar=True,
-        )
+        self.log("val/loss", computed_and_reset(self.val_loss))
+        self.log(f"{monitored}_best", best, prog_bar=True)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._evaluation_step("test", batch)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute())
-        self.log("test/loss", self.test_loss.compute())
-        self.test_metrics.reset()
-        self.test_loss.reset()
+        self.log_dict(computed_and_reset(self.test_metrics))
+        self.log("test/loss", computed_and_reset(self.test_loss))
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW-style optimizer without weight decay on biases and LayerNorm; warm-up then decay, with
         warm-up given as a fraction of all optimizer steps."""
-        decay, no_decay = [], []
-        for name, parameter in self.named_parameters():
-            if parameter.requires_grad:
-                (no_decay if name.endswith(NO_DECAY) else decay).append(parameter)
-        optimizer = self.optimizer_factory(
-            [
-                {"params": decay, "weight_decay": self.hparams.weight_decay, "name": "decay"},
-                {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
-            ],
-            lr=self.hparams.lr,
-        )
+        groups = parameter_groups(self.named_parameters(), self.hparams.weight_decay)
+        optimizer = self.optimizer_factory(groups, lr=self.hparams.lr)
         total = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(
-            optimizer, num_warmup_steps=int(self.hparams.warmup_fraction * total), num_training_steps=total
-        )
+        warmup = int(self.hparams.warmup_fraction * total)
+        scheduler = self.scheduler_factory(optimizer, num_warmup_steps=warmup, num_training_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}
 
 

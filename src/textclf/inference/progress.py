@@ -1,5 +1,5 @@
 """Texts done of a total, with texts/s and the time left: a progress bar when standard error is a terminal,
-else log lines (a SLURM or CI log, a redirected run). Apart from `progress.py`'s training callback, which
+else log lines (a SLURM or CI log, a redirected run). Apart from `training/progress_log.py`'s callback, which
 imports Lightning: `textclf-predict` uses this one."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ DistilBERT's pre-classifier, DeBERTa's context pooler, ...), the recipe users kn
 Trainer, exported as it is. textclf's own heads put a pooled representation (`pooler`: the encoder's
 pooler over [CLS]; `cls`: the raw [CLS] state; `mean`: the mean token state) under dropout + linear.
 One factory, `build_network`, builds either, applies the speed-ups that fit the architecture, and the
-memory levers (LoRA, gradient checkpointing). The LightningModule (`module.py`) receives the network.
+memory levers (LoRA, gradient checkpointing). The LightningModule (`training/lit_module.py`) receives the network.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def multirun_rows(sweep_dir: Path) -> pd.DataFrame:
         (p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()),
         key=lambda p: (len(p.name), p.name),
     ):
-        config = OmegaConf.load(job / ".hydra" / "config.yaml")  # resolved with textclf's resolvers (cli.py)
+        config = OmegaConf.load(job / ".hydra" / "config.yaml")  # resolved with textclf's resolvers (config.py)
         metric = OmegaConf.select(config, "optimized_metric", default=metric)
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
         params = dict(override.split("=", 1) for override in overrides if "=" in override)

@@ -175,7 +175,7 @@ def fit_model(
 ) -> dict[str, float]:
     """Fits the model (from `ckpt_path` when resuming); returns the validation metrics, with the best
     monitored value even when the run resumed after its last validation."""
-    with warnings.catch_warnings():  # the data module restores the position in the epoch (data.py)
+    with warnings.catch_warnings():  # the data module restores the position in the epoch (datamodule.py)
         warnings.filterwarnings("ignore", message=".*your dataloader is not resumable")
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = scalars(trainer.callback_metrics, "val/")

@@ -3,27 +3,20 @@ loss and metrics of the task, and the optimizer and schedule (as lightning-hydra
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import torch
-
-from textclf.data.tokenization import tokenizer_from_files
-from textclf.model.loading import arguments_of, load_trained
-
-if TYPE_CHECKING:
-    from textclf.training.lit_module import ClassifierLitModule
-
 import functools
 from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 import lightning as L
+import torch
 from torchmetrics import MaxMetric, MeanMetric, Metric, MetricCollection
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from textclf.data.tokenization import tokenizer_files
+from textclf.data.tokenization import tokenizer_files, tokenizer_from_files
 from textclf.data.windows import aggregate
 from textclf.model import speedups
+from textclf.model.loading import arguments_of, load_trained
 from textclf.model.network import ClassifierNetwork
 from textclf.model.tasks import task_of
 
@@ -81,8 +74,8 @@ class ClassifierLitModule(L.LightningModule):
 
     A checkpoint carries everything needed to use the model elsewhere: `id2label` and the settings in its
     hyper-parameters, the network's spec (`build_network`'s arguments, with the encoder's config) and the
-    tokenizer's files, so the checkpoint alone rebuilds it (`checkpoints.load_trained` for inference, without
-    Lightning; `checkpoints.load_lit_module` this module around it). Defaults are those of
+    tokenizer's files, so the checkpoint alone rebuilds it (`textclf.model.loading.load_trained` for inference,
+    without Lightning; `load_lit_module` this module around it). Defaults are those of
     `conf/model/default.yaml`. `temperature` and `thresholds` are fitted on validation after training
     (calibration.py) and stored in the best checkpoint's hyper-parameters.
     """
@@ -190,7 +183,7 @@ class ClassifierLitModule(L.LightningModule):
 
     def _evaluation_step(self, stage: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Updates the stage's loss and metrics; returns the probabilities, for callbacks that picture
-        them (monitoring.py)."""
+        them (pictures.py)."""
         loss, logits = self._step(batch)
         getattr(self, f"{stage}_loss").update(loss, weight=len(batch["labels"]))
         probabilities = self.probabilities(logits)
@@ -229,10 +222,6 @@ class ClassifierLitModule(L.LightningModule):
 
 def load_lit_module(path: str | Path, map_location: str | torch.device = "cpu") -> ClassifierLitModule:
     """The LightningModule around the classifier a checkpoint holds (`load_trained`), in eval mode."""
-    from textclf.training.lit_module import (
-        ClassifierLitModule,  # Lightning, only for a caller who wants the LightningModule
-    )
-
     trained = load_trained(path, map_location)
     module = ClassifierLitModule(
         trained.net, **arguments_of(ClassifierLitModule, trained.hparams), tokenizer=trained.tokenizer

@@ -1,6 +1,6 @@
 """Progress as log lines, for output that is not a terminal (a SLURM or CI log, a redirected run), where
 the progress bar is hidden and a long run would otherwise print nothing for minutes: training steps
-(`ProgressLog`; texts processed: `text_progress.TextProgress`)."""
+(`ProgressLog`; texts processed: `textclf.inference.progress.TextProgress`)."""
 
 from __future__ import annotations
 

@@ -112,6 +112,90 @@ def encode(
     return [ids if len(ids) <= max_length else ids[: 1 + head] + ids[len(ids) - suffix - tail :] for ids in full]
 
 
+def text_chunks(texts: pd.Series | list[str]) -> list[pd.Series]:
+    """The texts in slices of `TOKENIZE_CHUNK`, so they become Python strings one slice at a time."""
+    texts = pd.Series(texts, dtype="str") if isinstance(texts, list) else texts
+    return [texts.iloc[start : start + TOKENIZE_CHUNK] for start in range(0, len(texts), TOKENIZE_CHUNK)]
+
+
+def cache_entry(
+    cache_dir: str | Path,
+    chunks: list[pd.Series],
+    pair_chunks: list[pd.Series] | None,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    truncation: str,
+    fingerprint: str | None,
+    pair_truncation: str,
+) -> Path:
+    """The cache folder of these texts under these settings: every setting that changes the ids is in
+    the key, and the texts are hashed unless the caller's `fingerprint` already identifies them."""
+    pairs = pair_chunks is not None
+    key = [CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length, truncation, fingerprint, pairs]
+    if pairs and pair_truncation != "longest_first":  # the keys of earlier entries stay valid
+        key.append(pair_truncation)
+    digest = hashlib.sha256(json.dumps(key).encode())
+    for chunk in (chunks + (pair_chunks or [])) if fingerprint is None else ():
+        digest.update("\0".join(chunk.tolist()).encode("utf-8", "surrogatepass") + b"\1")
+    return Path(cache_dir) / digest.hexdigest()[:32]
+
+
+def load_entry(entry: Path, pairs: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """A complete cache entry's arrays (the token ids memory-mapped), or None where there is none yet:
+    the offsets are written last, so their presence means the entry is whole."""
+    if not (entry / "offsets.npy").is_file():
+        return None
+    segments = np.load(entry / "segments.npy") if pairs else None
+    return np.load(entry / "input_ids.npy", mmap_mode="r"), np.load(entry / "offsets.npy"), segments
+
+
+def save_entry(entry: Path, input_ids: np.ndarray, offsets: np.ndarray, segments: np.ndarray | None) -> None:
+    """Writes the entry to a temporary folder and renames it, so a killed run never leaves half an entry."""
+    temporary = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
+    temporary.mkdir(parents=True, exist_ok=True)
+    np.save(temporary / "input_ids.npy", input_ids)
+    if segments is not None:
+        np.save(temporary / "segments.npy", segments)
+    np.save(temporary / "offsets.npy", offsets)
+    try:
+        os.replace(temporary, entry)
+    except OSError:  # another process wrote the same entry first
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def encode_chunks(
+    chunks: list[pd.Series],
+    pair_chunks: list[pd.Series] | None,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    truncation: str,
+    pair_truncation: str,
+    description: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Token ids (flat), offsets and, for pairs, first-segment lengths: one flat array per chunk, not
+    one small array per text. A progress bar only for corpora large enough to wait for."""
+    pieces, lengths, firsts = [], [], []
+    total = sum(len(chunk) for chunk in chunks)
+    with Progress(transient=True, disable=total < 4 * TOKENIZE_CHUNK) as progress:
+        task = progress.add_task(description, total=total)
+        for number, chunk in enumerate(chunks):
+            if pair_chunks is None:
+                encoded = encode(chunk.tolist(), tokenizer, max_length, truncation)
+            else:
+                encoded, first = encode_pairs(
+                    chunk.tolist(), pair_chunks[number].tolist(), tokenizer, max_length, truncation, pair_truncation
+                )
+                firsts += first
+            chunk_lengths = [len(ids) for ids in encoded]
+            lengths += chunk_lengths
+            pieces.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32, count=sum(chunk_lengths)))
+            progress.advance(task, len(encoded))
+    input_ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    segments = np.array(firsts, dtype=np.int32) if pair_chunks is not None else None
+    return input_ids, offsets, segments
+
+
 def tokenize_cached(
     texts: pd.Series | list[str],
     tokenizer: PreTrainedTokenizerBase,
@@ -127,57 +211,22 @@ def tokenize_cached(
     each first segment; from the disk cache when the same texts, tokenizer, `max_length` and truncation
     (and pair truncation) were tokenized before; `truncation="none"` keeps whole texts (for windows). The
     texts are identified by their `fingerprint` where the caller knows one (a Hugging Face dataset's), else
-    by hashing them. The cache entry is written to a temporary folder and renamed, so a killed run never
-    leaves half an entry. Texts become Python strings one chunk at a time, so a large corpus is never held
-    as Python objects."""
-    texts = pd.Series(texts, dtype="str") if isinstance(texts, list) else texts
-    chunks = [texts.iloc[start : start + TOKENIZE_CHUNK] for start in range(0, len(texts), TOKENIZE_CHUNK)]
-    if pairs is not None:
-        pairs = pd.Series(pairs, dtype="str") if isinstance(pairs, list) else pairs
-        pair_chunks = [pairs.iloc[start : start + TOKENIZE_CHUNK] for start in range(0, len(pairs), TOKENIZE_CHUNK)]
+    by hashing them. Texts become Python strings one chunk at a time, so a large corpus is never held as
+    Python objects."""
+    chunks = text_chunks(texts)
+    pair_chunks = text_chunks(pairs) if pairs is not None else None
     entry = None
     if cache_dir:  # no cache (prediction): no key to compute
-        key = [CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length, truncation, fingerprint, pairs is not None]
-        if pairs is not None and pair_truncation != "longest_first":  # the keys of earlier entries stay valid
-            key.append(pair_truncation)
-        digest = hashlib.sha256(json.dumps(key).encode())
-        for chunk in (chunks + (pair_chunks if pairs is not None else [])) if fingerprint is None else ():
-            digest.update("\0".join(chunk.tolist()).encode("utf-8", "surrogatepass") + b"\1")
-        entry = Path(cache_dir) / digest.hexdigest()[:32]
-        if (entry / "offsets.npy").is_file():
-            segments = np.load(entry / "segments.npy") if pairs is not None else None
-            return np.load(entry / "input_ids.npy", mmap_mode="r"), np.load(entry / "offsets.npy"), segments
-
-    pieces, lengths, firsts = [], [], []
-    with Progress(transient=True, disable=len(texts) < 4 * TOKENIZE_CHUNK) as progress:
-        task = progress.add_task(description, total=len(texts))
-        for number, chunk in enumerate(chunks):
-            if pairs is None:
-                encoded = encode(chunk.tolist(), tokenizer, max_length, truncation)
-            else:
-                encoded, first = encode_pairs(
-                    chunk.tolist(), pair_chunks[number].tolist(), tokenizer, max_length, truncation, pair_truncation
-                )
-                firsts += first
-            chunk_lengths = [len(ids) for ids in encoded]
-            lengths += chunk_lengths  # one flat array per chunk, not one small array per text
-            pieces.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32, count=sum(chunk_lengths)))
-            progress.advance(task, len(encoded))
-    input_ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
-    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
-    segments = np.array(firsts, dtype=np.int32) if pairs is not None else None
+        entry = cache_entry(
+            cache_dir, chunks, pair_chunks, tokenizer, max_length, truncation, fingerprint, pair_truncation
+        )
+        cached = load_entry(entry, pairs is not None)
+        if cached is not None:
+            return cached
+    tokenized = encode_chunks(chunks, pair_chunks, tokenizer, max_length, truncation, pair_truncation, description)
     if entry is not None:
-        temporary = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
-        temporary.mkdir(parents=True, exist_ok=True)
-        np.save(temporary / "input_ids.npy", input_ids)
-        if segments is not None:
-            np.save(temporary / "segments.npy", segments)
-        np.save(temporary / "offsets.npy", offsets)
-        try:
-            os.replace(temporary, entry)
-        except OSError:  # another process wrote the same entry first
-            shutil.rmtree(temporary, ignore_errors=True)
-    return input_ids, offsets, segments
+        save_entry(entry, *tokenized)
+    return tokenized
 
 
 def tokenizer_files(tokenizer: PreTrainedTokenizerBase) -> dict[str, str]:

@@ -5,7 +5,7 @@ names no Lightning):
 
     from textclf import Predictor
     predictor = Predictor.from_checkpoint("outputs/train/runs/.../checkpoints/best.ckpt")
-    predictor.predict(["a wonderful film"])
+    predictor.labels_of(predictor.predict_proba(["a wonderful film"]))
 
 The layers, one subpackage each: `data`, `model`, `training` (the only one that imports Lightning),
 `inference`, `export`, `sweep`, and `commands` (the `textclf-*` entry points). docs/layout.md tells more.

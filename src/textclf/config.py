@@ -14,15 +14,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from textclf.run_dirs import run_dir
 
 CONFIG_MODULE = "textclf.conf"
-
-
 CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
 
 
 # hydra/default.yaml names the run dir through it: a new one, or the run that `resume=` continues
 OmegaConf.register_new_resolver("textclf_run_dir", run_dir, replace=True)
-
-
 # the validation metric that picks the best checkpoint and stops early, by data.task (tasks.py's `monitor`)
 OmegaConf.register_new_resolver(
     "textclf_monitor", lambda task: "pearson" if task == "regression" else "acc", replace=True

@@ -15,8 +15,6 @@ import pyarrow.parquet as pq
 from textclf.errors import DataError, first_line
 
 CHUNK = 10_000  # read_texts' chunks; textclf-predict's come from its config (chunk_size)
-
-
 TABLES = {".csv", ".tsv", ".tab", ".jsonl", ".json", ".parquet"}
 
 

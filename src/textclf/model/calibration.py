@@ -15,8 +15,6 @@ from torch import nn
 from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
 
 BINS = 15  # of the ECE and the reliability diagram: equal widths over [0, 1]
-
-
 TEMPERATURES = (1e-2, 1e2)  # the fitted temperature is kept inside these
 
 

@@ -12,7 +12,7 @@ import inspect
 import pickle
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -21,9 +21,6 @@ from textclf.errors import CheckpointError, first_line
 from textclf.model.lora import merge_lora
 from textclf.model.network import build_network
 from textclf.model.trained import TrainedClassifier
-
-if TYPE_CHECKING:
-    pass
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:

@@ -8,23 +8,17 @@ Finding the run dir to resume is `textclf.run_dirs`; the data module keeps the d
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import torch
-
-from textclf.errors import CheckpointError
-from textclf.model.loading import read_checkpoint
-
-if TYPE_CHECKING:
-    pass
-
+from typing import Any
 
 import lightning as L
+import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
 from textclf.atomic import write_atomically
+from textclf.errors import CheckpointError
+from textclf.model.loading import read_checkpoint
 from textclf.run_dirs import LAST
 
 

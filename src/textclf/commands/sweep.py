@@ -13,12 +13,13 @@ from omegaconf import DictConfig
 
 from textclf.running import command_main
 from textclf.sweep.space import train_overrides_of
-from textclf.sweep.study import sweep
 from textclf.sweep.summary import publish_summary, summarize
 
 
 def sweep_from_command_line(cfg: DictConfig) -> dict[str, Any]:
     """The sweep, its trials trained with the command line's overrides (less the sweep's own)."""
+    from textclf.sweep.study import sweep  # Optuna, torch and Lightning: not for textclf-sweep-summary
+
     return sweep(cfg, train_overrides_of(list(HydraConfig.get().overrides.task)))
 
 

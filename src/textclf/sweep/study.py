@@ -20,20 +20,23 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import hydra
+import optuna
+import torch
 from omegaconf import DictConfig
+from optuna.trial import TrialState
 
 from textclf.atomic import write_json_atomically
 from textclf.errors import SettingError
 from textclf.log import log
 from textclf.running import error_line
+from textclf.sweep import trials
 from textclf.sweep.space import search_space
 from textclf.sweep.summary import SWEEP_FILE, publish_summary, study_rows, write_study_figures, write_summary
-
-if TYPE_CHECKING:
-    import optuna
+from textclf.training.fit import train
+from textclf.training.pruning import TrialPruning, make_pruner
 
 
 def run_trial(
@@ -45,8 +48,6 @@ def run_trial(
     group: str,
 ) -> dict[str, Any]:
     """One `textclf-train` run, in-process, in `run_dir`."""
-    from textclf.training.fit import train
-
     overrides = [
         *train_overrides,
         *(f"{key}={value}" for key, value in params.items()),
@@ -71,11 +72,6 @@ def check_one_launch_per_trial(trainer: DictConfig) -> None:
 
 def sweep(cfg: DictConfig, train_overrides: list[str]) -> dict[str, Any]:
     """Run trials until the study holds `sweep.n_trials` of them, shared with any other workers; return the best."""
-    import optuna
-
-    from textclf.sweep import trials
-    from textclf.training.pruning import TrialPruning, make_pruner
-
     settings = cfg.sweep
     check_one_launch_per_trial(cfg.trainer)
     if settings.pruner != "none" and not str(settings.metric).startswith("val/"):
@@ -121,8 +117,6 @@ def write_sweep_file(sweep_dir: Path, storage: str, settings: DictConfig, train_
 def next_trial(study: optuna.Study, settings: DictConfig) -> optuna.Trial | None:
     """The next trial this worker runs; None once the study holds all its trials and none runs elsewhere
     (while one does, this worker waits: should it die, its rerun may fall to this one)."""
-    from textclf.sweep import trials
-
     while True:
         trials.recover_interrupted(study)
         trial = trials.claim(study, settings.n_trials)
@@ -141,10 +135,6 @@ def start_trial(
 ) -> tuple[dict[str, Any], int, Path]:
     """The trial's settings, seed and run dir; this process's threads set to its share of the cores. Seed,
     threads and run dir are recorded on the trial, for the summary and for a rerun."""
-    import torch
-
-    from textclf.sweep import trials
-
     params = trials.suggest(trial, space, base_seed)
     seed = base_seed + trial.user_attrs.get("retry_of", trial.number)  # a rerun keeps its seed
     threads = settings.threads or max(1, cores // trials.local_workers(study))
@@ -161,8 +151,6 @@ def run_and_record(
 ) -> None:
     """Runs the trial under its heartbeat and tells the study how it ended, with its duration: its value,
     pruned, or failed with its error; a trial's failure does not stop the sweep."""
-    from textclf.sweep import trials
-
     started = time.perf_counter()
     with trials.heartbeat(study, trial, settings.heartbeat_seconds):
         try:
@@ -183,10 +171,6 @@ def run_and_record(
 def record_failure(study: optuna.Study, trial: optuna.Trial, error: Exception) -> None:
     """A trial that raised is pruned when the pruner stopped it, else failed with its error (which keeps it
     from being taken for a killed trial and run again)."""
-    from optuna.trial import TrialState
-
-    from textclf.sweep import trials
-
     pruned_at = trials.fresh_user_attrs(study, trial).get("pruned_at")
     if pruned_at:  # the pruner stopped it (raised on every rank, however DDP wrapped it)
         study.tell(trial, state=TrialState.PRUNED)
@@ -200,8 +184,6 @@ def record_failure(study: optuna.Study, trial: optuna.Trial, error: Exception) -
 def finish(study: optuna.Study, metric: str, sweep_dir: Path) -> dict[str, Any]:
     """The sweep's summary and figures, and its result, the best trial (None when none completed), written
     as `metrics.json`: the mark of a finished sweep."""
-    from optuna.trial import TrialState
-
     log.info("\n" + publish_summary(sweep_dir, study_rows(study, metric)))
     write_study_figures(sweep_dir, study)
     best = study.best_trial if any(t.state == TrialState.COMPLETE for t in study.trials) else None

@@ -78,6 +78,37 @@ def toy_reviews(count: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def toy_scores(count: int, seed: int = 0) -> pd.DataFrame:
+    """Reviews scored 10 x (positive words - negative words) + 50: the score has its own scale and offset,
+    which the model must give back (it trains on standardized targets)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        positive, negative = rng.randint(0, 2), rng.randint(0, 2)
+        words = rng.choices(FILLER, k=rng.randint(1, 4)) + rng.choices(POSITIVE, k=positive)
+        words += rng.choices(NEGATIVE, k=negative)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": 10.0 * (positive - negative) + 50})
+    return pd.DataFrame(rows)
+
+
+def toy_pairs(count: int, seed: int = 0) -> pd.DataFrame:
+    """Two short reviews each with one sentiment word: `both` when both are positive, else `not`. Either
+    text alone leaves the label open: a model that reads one text is right at most 3 times in 4."""
+    rng = random.Random(seed)
+
+    def review(positive: bool) -> str:
+        words = rng.choices(FILLER, k=rng.randint(1, 4))
+        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if positive else NEGATIVE))
+        return " ".join(words)
+
+    rows = []
+    for _ in range(count):
+        first, second = rng.random() < 0.5, rng.random() < 0.5
+        rows.append({"a": review(first), "b": review(second), "label": "both" if first and second else "not"})
+    return pd.DataFrame(rows)
+
+
 @pytest.fixture
 def toy_csv(tmp_path: Path) -> Path:
     path = tmp_path / "reviews.csv"

@@ -7,7 +7,7 @@ from pathlib import Path
 import datasets
 import pandas as pd
 import pytest
-from conftest import toy_reviews
+from conftest import toy_pairs, toy_reviews
 
 from textclf.data import tokenization
 from textclf.errors import DataError
@@ -152,8 +152,6 @@ def test_one_line_errors_name_the_column_split_and_setting(tiny_model_dir: Path,
 
 
 def test_text_pairs_come_from_two_columns_of_a_dataset(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from test_pairs import toy_pairs
-
     frame = toy_pairs(200)
     datasets.Dataset.from_pandas(frame).save_to_disk(tmp_path / "pairs")
     data = module(

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-from conftest import FILLER, NEGATIVE, POSITIVE, compose_cfg, evaluate_on_file, export_checkpoint, toy_training
+from conftest import (
+    compose_cfg,
+    evaluate_on_file,
+    export_checkpoint,
+    toy_pairs,
+    toy_training,
+)
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -19,23 +23,6 @@ from textclf.errors import DataError, SettingError
 from textclf.inference.prediction import predict
 from textclf.inference.predictor import Predictor
 from textclf.running import unwrap
-
-
-def toy_pairs(count: int, seed: int = 0) -> pd.DataFrame:
-    """Two short reviews each with one sentiment word: `both` when both are positive, else `not`. Either
-    text alone leaves the label open: a model that reads one text is right at most 3 times in 4."""
-    rng = random.Random(seed)
-
-    def review(positive: bool) -> str:
-        words = rng.choices(FILLER, k=rng.randint(1, 4))
-        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if positive else NEGATIVE))
-        return " ".join(words)
-
-    rows = []
-    for _ in range(count):
-        first, second = rng.random() < 0.5, rng.random() < 0.5
-        rows.append({"a": review(first), "b": review(second), "label": "both" if first and second else "not"})
-    return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")

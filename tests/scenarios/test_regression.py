@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +11,11 @@ import pandas as pd
 import pytest
 import torch
 from conftest import (
-    FILLER,
-    NEGATIVE,
-    POSITIVE,
     SPLIT_OPTIONS,
     compose_cfg,
     evaluate_on_file,
     export_checkpoint,
+    toy_scores,
     toy_training,
 )
 from resume_runs import assert_resumes_as_if_never_stopped
@@ -29,20 +26,6 @@ from textclf.errors import DataError, SettingError
 from textclf.inference.prediction import predict
 from textclf.inference.predictor import Predictor
 from textclf.model.tasks import StandardizedLoss
-
-
-def toy_scores(count: int, seed: int = 0) -> pd.DataFrame:
-    """Reviews scored 10 x (positive words - negative words) + 50: the score has its own scale and offset,
-    which the model must give back (it trains on standardized targets)."""
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(count):
-        positive, negative = rng.randint(0, 2), rng.randint(0, 2)
-        words = rng.choices(FILLER, k=rng.randint(1, 4)) + rng.choices(POSITIVE, k=positive)
-        words += rng.choices(NEGATIVE, k=negative)
-        rng.shuffle(words)
-        rows.append({"text": " ".join(words), "label": 10.0 * (positive - negative) + 50})
-    return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")

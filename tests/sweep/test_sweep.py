@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import TESTS, toy_reviews, toy_training
+from conftest import TESTS, toy_reviews, toy_scores, toy_training
 from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
@@ -378,8 +378,6 @@ def test_under_ddp_rank_zero_prunes_and_every_rank_stops_with_it(quick_training,
 
 @pytest.mark.slow
 def test_a_regression_sweep_minimizes_an_error(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from test_regression import toy_scores
-
     csv = tmp_path / "scores.csv"
     toy_scores(200).to_csv(csv, index=False)
     sweep_dir = tmp_path / "sweep"

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, compose_cfg, toy_reviews, toy_training
+from conftest import FIXTURES, TESTS, compose_cfg, toy_reviews, toy_training
 from resume_runs import final_metrics, train_command
 
 from textclf.training.fit import train
@@ -40,6 +40,15 @@ def test_import_textclf_loads_no_torch_and_its_inference_api_no_lightning() -> N
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["[]", "False True textclf.inference.predictor"]
+
+
+def test_python_dash_m_textclf_runs_the_same_functions_as_the_installed_scripts() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    from textclf.commands import COMMANDS
+
+    scripts = tomllib.loads((TESTS.parent / "pyproject.toml").read_text())["project"]["scripts"]
+    assert {f"textclf-{name}": f"{module}:{function}" for name, (module, function, _) in COMMANDS.items()} == scripts
 
 
 def test_python_dash_m_textclf_lists_and_runs_the_commands(tmp_path: Path) -> None:

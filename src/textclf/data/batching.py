@@ -13,7 +13,7 @@ Example = tuple[np.ndarray, np.ndarray, int, int]
 
 # batches are padded to their longest example rounded up to a multiple of this: fewer distinct lengths create
 # fewer kernels, a little padding costs less (docs/performance.md)
-PAD_TO_MULTIPLE_OF = 4
+PAD_TO_MULTIPLE_OF = 8
 
 
 class TokenizedSplit(Dataset):

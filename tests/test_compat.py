@@ -127,13 +127,14 @@ def test_a_run_killed_under_the_flat_layout_resumes_and_ends_as_that_run_did_uni
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     """tests/fixtures/flat_layout/last.ckpt: the toy run of the resume tests (2 epochs, last.ckpt every 5
-    steps) killed at step 17 by the flat-layout code, and the metrics that run gave uninterrupted there."""
+    steps, batches padded to a multiple of 4) killed at step 17 by the flat-layout code, and the metrics that
+    run gave uninterrupted there."""
     csv = tmp_path / "reviews.csv"
     toy_reviews(600).to_csv(csv, index=False)
     run = tmp_path / "killed"
     (run / "checkpoints").mkdir(parents=True)
     shutil.copy(FIXTURES / "flat_layout" / "last.ckpt", run / "checkpoints" / "last.ckpt")
-    resumed = train_command(run, tiny_model_dir, csv, f"resume={run}")
+    resumed = train_command(run, tiny_model_dir, csv, f"resume={run}", "data.pad_to_multiple_of=4")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming from {run / 'checkpoints' / 'last.ckpt'} at step 15" in resumed.stderr
     expected = json.loads((FIXTURES / "flat_layout" / "expected_metrics.json").read_text())

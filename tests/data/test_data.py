@@ -10,7 +10,7 @@ import pytest
 from conftest import toy_reviews
 
 from textclf.data import packaged, sources
-from textclf.data.batching import LengthBucketBatchSampler, PadCollator
+from textclf.data.batching import PAD_TO_MULTIPLE_OF, LengthBucketBatchSampler, PadCollator
 from textclf.data.labels import sorted_labels
 from textclf.data.tokenization import load_tokenizer, tokenize_cached
 from textclf.errors import DataError
@@ -99,7 +99,8 @@ def test_batches_are_padded_to_their_own_longest_example(tiny_model_dir: Path, t
     module = datamodule(tiny_model_dir, tmp_path, source="files", train_file=str(toy_csv), max_length=128, batch_size=8)
     for batch in list(module.train_dataloader())[:10]:
         longest = int(batch["attention_mask"].sum(1).max())
-        assert batch["input_ids"].shape[1] == -(-longest // 4) * 4 < 128  # rounded up to pad_to_multiple_of
+        multiple = PAD_TO_MULTIPLE_OF
+        assert batch["input_ids"].shape[1] == -(-longest // multiple) * multiple < 128
     assert (batch["input_ids"][batch["attention_mask"] == 0] == module.tokenizer.pad_token_id).all()
     assert batch["input_ids"][0, 0] == module.tokenizer.cls_token_id
 

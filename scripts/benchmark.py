@@ -31,26 +31,17 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-import torch
 from base_model import build_base_model
+from machine import describe_machine, machine_line
+from whole_commands import COMMAND_SETTINGS, run_command_setting
 
 SETTINGS = {
     "textclf": "textclf defaults (bf16, length buckets, fused AdamW, fast dropout, frozen embeddings)",
     "textclf_fp32": "textclf, precision 32-true",
     "hf_run_glue": "HF Trainer, run_glue defaults: every example padded to 128, fp32",
     "hf_dynamic_bf16": "HF Trainer, dynamic padding + bf16",
+    **COMMAND_SETTINGS,
 }
-
-
-def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 20) -> float:
-    """GFLOP/s of a square matrix product."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 # test-set figures from a model's outputs [examples, outputs] and the true targets
@@ -296,15 +287,18 @@ def main() -> None:
     if args.model_size == "base":  # built once, in a temp dir the workers read
         base_dir = tempfile.TemporaryDirectory(prefix="textclf-base-")
         args.model, args.model_size = str(build_base_model(Path(base_dir.name))), None
-    peaks = {"bf16_gflops": matmul_peak(torch.bfloat16), "fp32_gflops": matmul_peak(torch.float32)}
-    print(f"matmul peak: bf16 {peaks['bf16_gflops']:.0f} GFLOP/s, fp32 {peaks['fp32_gflops']:.0f} GFLOP/s", flush=True)
+    machine = describe_machine()
+    print(machine_line(machine), flush=True)
     runs, results = run_rounds({name: SETTINGS[name] for name in args.settings.split(",")}, args)
-    summary = summarize(results, runs, peaks, args)
+    summary = summarize(results, runs, machine, args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
-        json.dumps({"args": vars(args), "peaks": peaks, "results": results, "runs": runs, "summary": summary}, indent=2)
+        json.dumps(
+            {"args": vars(args), "machine": machine, "results": results, "runs": runs, "summary": summary}, indent=2
+        )
         + "\n"
     )
+    print(machine_line(machine))
     print(markdown_table(results, summary))
     print(f"saved {args.out}")
 
@@ -328,7 +322,11 @@ def run_rounds(
 
 def run_setting(name: str, args: argparse.Namespace, script: str = __file__) -> dict[str, float]:
     """One setting in a fresh process running `script --worker NAME` with the same options: its figures, or
-    exit with the worker's error output."""
+    exit with the worker's error output. A whole-command setting runs its command itself, timed from start to exit."""
+    if name in COMMAND_SETTINGS:
+        with tempfile.TemporaryDirectory(prefix="textclf-bench-") as scratch:
+            scratched = argparse.Namespace(**vars(args), scratch=Path(scratch))
+            return run_command_setting(name, scratched, lambda: load_splits(scratched), Path(scratch))
     command = (
         [sys.executable, script, "--worker", name]
         + [
@@ -350,13 +348,13 @@ def run_setting(name: str, args: argparse.Namespace, script: str = __file__) -> 
     return json.loads(line[len("RESULT ") :]) | {"process_seconds": seconds}
 
 
-def summarize(results: dict, runs: dict, peaks: dict, args: argparse.Namespace) -> dict:
+def summarize(results: dict, runs: dict, machine: dict, args: argparse.Namespace) -> dict:
     """Ratios against the peers (with the spread of the rounds' train ratios), and the share of the bf16
     compute roof used by training."""
     from textclf.data.packaged import PACKAGED
     from textclf.data.tokenization import load_tokenizer
 
-    summary = {}
+    summary = command_ratios(results, runs) if "textclf_command" in results else {}
     if "textclf" not in results:
         return summary
     ours = results["textclf"]
@@ -383,10 +381,24 @@ def summarize(results: dict, runs: dict, peaks: dict, args: argparse.Namespace) 
         len(ids) for ids in load_tokenizer(args.model)(texts, truncation=True, max_length=args.max_length)["input_ids"]
     )
     flops_per_example = 6 * weights * tokens / len(texts)
-    roof = peaks["bf16_gflops"] * 1e9 / flops_per_example
+    roof = machine["bf16_gflops"] * 1e9 / flops_per_example
     summary["roof_train_samples_per_s"] = roof
     summary["roof_fraction_used"] = ours["train_samples_per_s"] / roof
     return summary
+
+
+def command_ratios(results: dict, runs: dict) -> dict:
+    """How many times less the user waits for `textclf-train` than for the Trainer script, and per round."""
+    peer = "hf_trainer_command"
+    if peer not in results:
+        return {}
+    rounds = [b["process_seconds"] / a["process_seconds"] for a, b in zip(runs["textclf_command"], runs[peer])]
+    return {
+        "command_ratio_vs_hf_trainer_command": results[peer]["process_seconds"]
+        / results["textclf_command"]["process_seconds"],
+        "command_ratio_min": min(rounds),
+        "command_ratio_max": max(rounds),
+    }
 
 
 def markdown_table(results: dict, summary: dict) -> str:
@@ -395,8 +407,9 @@ def markdown_table(results: dict, summary: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for name, result in results.items():
+        train, predict = result.get("train_samples_per_s"), result.get("predict_samples_per_s")
         lines.append(
-            f"| {SETTINGS[name]} | {result['train_samples_per_s']:.1f} | {result['predict_samples_per_s']:.0f} | "
+            f"| {SETTINGS[name]} | {f'{train:.1f}' if train else '—'} | {f'{predict:.0f}' if predict else '—'} | "
             f"{result['peak_rss_mb']:.0f} | {result['test_acc']:.3f} | {result['process_seconds']:.1f} |"
         )
     lines += [""] + [f"- {key}: {value:.3f}" for key, value in summary.items()]

@@ -21,15 +21,23 @@ def cpuinfo_field(name: str) -> str:
     return next((line.split(":", 1)[1].strip() for line in lines if line.split(":")[0].strip() == name), "")
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 20) -> float:
-    """GFLOP/s of a square matrix product."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    for _ in range(3):
+def matmul_peak(dtype: torch.dtype, largest: int = 2048, seconds: float = 1.0) -> float:
+    """GFLOP/s of a square matrix product, repeated for about `seconds`: 2048 × 2048 where one product takes
+    under an eighth of that, else the largest power of two that does (a CPU with AVX2 alone computes bf16
+    products hundreds of times slower than fp32: one 2048 × 2048 takes tens of seconds)."""
+    size = 256
+    while True:
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        start = time.perf_counter()
         a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
+        if size >= largest or (time.perf_counter() - start) * 8 * 8 > seconds:  # the next size: 8× the work
+            break
+        size *= 2
+    products, start = 0, time.perf_counter()
+    while products < 1 or time.perf_counter() - start < seconds:
         a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+        products += 1
+    return 2 * size**3 * products / (time.perf_counter() - start) / 1e9
 
 
 def describe_machine() -> dict:
@@ -53,6 +61,6 @@ def machine_line(machine: dict) -> str:
     isa = ", ".join(flag for flag, present in machine["isa"].items() if present) or "none of " + ", ".join(ISA_FLAGS)
     return (
         f"{machine['cpu']} ({machine['cores']} cores; {isa}; torch {machine['torch']}, "
-        f"{machine['torch_cpu_capability']}): bf16 {machine['bf16_gflops']:.0f} GFLOP/s, "
-        f"fp32 {machine['fp32_gflops']:.0f} GFLOP/s"
+        f"{machine['torch_cpu_capability']}): bf16 {machine['bf16_gflops']:.3g} GFLOP/s, "
+        f"fp32 {machine['fp32_gflops']:.3g} GFLOP/s"
     )

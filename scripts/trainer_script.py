@@ -1,5 +1,5 @@
 """A plain Hugging Face Trainer script, as a user writes one: read CSV splits, fine-tune with an evaluation
-each epoch (dynamic padding, bf16 on CPU), then predict the test split. `scripts/benchmark.py` runs it as a
+each epoch (dynamic padding, bf16 unless `--no-bf16`), then predict the test split. `scripts/benchmark.py` runs it as a
 whole process against the `textclf-train` command on the same rows.
 
     .venv/bin/python scripts/trainer_script.py --data DIR --model all-MiniLM-L6-v2 --out DIR
@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 mixed precision")
     args = parser.parse_args()
 
     splits = {name: pd.read_csv(Path(args.data) / f"{name}.csv") for name in ("train", "val", "test")}
@@ -63,7 +64,7 @@ def main() -> None:
             learning_rate=args.lr,
             warmup_steps=0.1,
             seed=args.seed,
-            bf16=True,
+            bf16=args.bf16,
             eval_strategy="epoch",
             save_strategy="no",
             report_to=[],

@@ -13,8 +13,8 @@ import httpx
 import pandas as pd
 import pytest
 from conftest import FILLER, NEGATIVE, POSITIVE, compose_cfg, toy_pairs, toy_reviews, toy_scores
-from servers import checkpoints, start_server, toy_tags  # noqa: F401
 
+from serving.conftest import toy_tags
 from textclf.inference.prediction import predict
 
 huggingface_hub = pytest.importorskip("huggingface_hub")

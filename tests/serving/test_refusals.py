@@ -9,8 +9,8 @@ import time
 
 import httpx
 import pytest
-from servers import SETTINGS, checkpoints, serve_cfg, single_server, start_server  # noqa: F401
 
+from serving.conftest import SETTINGS, RunningServer, serve_cfg
 from textclf.errors import SettingError
 from textclf.serving.app import ServerSettings, build_app
 from textclf.serving.server import load_model, settings_of
@@ -121,8 +121,6 @@ def test_a_full_queue_answers_503_with_retry_after_and_the_queued_requests_are_a
 
 
 def test_a_failing_batch_answers_500_and_the_server_keeps_serving(checkpoints, tmp_path) -> None:
-    from servers import RunningServer
-
     model = load_model(serve_cfg(checkpoints["single"], tmp_path))
     forward = model.logits
 

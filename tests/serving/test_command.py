@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import LIGHTNING
+
 from serving.conftest import free_port
 
 

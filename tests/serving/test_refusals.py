@@ -172,3 +172,15 @@ def test_health_info_and_the_page_by_content_negotiation(single_server) -> None:
     assert "http" not in page.text.split("<body>")[1].replace("http-equiv", "")  # nothing from elsewhere
     assert httpx.get(single_server.url + "/", headers={"Accept": "application/json"}).json() == info
     assert httpx.get(single_server.url + "/ui").text == page.text
+
+
+def test_cors_is_off_unless_origins_are_configured(single_server, start_server) -> None:
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    closed = httpx.options(single_server.url + "/predict", headers=preflight)
+    assert "access-control-allow-origin" not in closed.headers
+    assert "access-control-allow-origin" not in httpx.get(single_server.url + "/info", headers=preflight).headers
+    server = start_server("single", cors_origins=("https://app.example",))
+    opened = httpx.options(server.url + "/predict", headers=preflight)
+    assert opened.status_code == 200 and opened.headers["access-control-allow-origin"] == "https://app.example"
+    other = httpx.options(server.url + "/predict", headers=preflight | {"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers

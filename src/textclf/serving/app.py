@@ -7,7 +7,6 @@ one more function called from `build_app`."""
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -169,14 +168,19 @@ def build_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
         server.ready = True
         yield
         server.ready = False
-        await asyncio.wait_for(server.queue.stop(), settings.shutdown_seconds)
+        await server.queue.stop(settings.shutdown_seconds)
 
     app = FastAPI(title="textclf", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     for router in (information_routes(server), prediction_routes(server), page_routes(server)):
         app.include_router(router)
     error_handlers(app, server)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_headers=["*"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
     app.add_middleware(MetricsMiddleware, metrics=server.metrics)
     app.state.server = server
     return app

@@ -53,13 +53,14 @@ class BatchingQueue:
     def start(self) -> None:
         self.worker = asyncio.get_running_loop().create_task(self.run())
 
-    async def stop(self) -> None:
-        """Answer what is queued, then stop the worker."""
-        while self.queued_texts:
+    async def stop(self, seconds: float) -> None:
+        """Answer what is queued (for at most `seconds`), then stop the worker."""
+        deadline = time.monotonic() + seconds
+        while self.queued_texts and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         if self.worker is not None:
             self.worker.cancel()
-        self.thread.shutdown(wait=True)
+        self.thread.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, texts: list[str], pairs: list[str] | None) -> np.ndarray:
         """The logits of `texts`, once their batch has run; `Overloaded` when the queue is full."""

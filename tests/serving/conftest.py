@@ -69,12 +69,16 @@ def serve_cfg(checkpoint: str, tmp_path: Path, *overrides: str):
     )
 
 
+# small limits, so that the tests reach them with small requests
 SETTINGS = dict(
     limits=Limits(max_body_bytes=65536, max_texts_per_request=16, max_chars_per_text=2000),
     max_batch_size=8,
     max_wait_ms=5,
     max_queued_texts=256,
     shutdown_seconds=5,
+    api_key=None,
+    cors_origins=(),
+    retry_after_seconds=1,
 )
 
 

@@ -32,7 +32,7 @@ from textclf.serving.server import load_model, settings_of
         (b'{"inputs": "a", "parameters": {"function_to_apply": "relu"}}', 422, "function_to_apply must be one of"),
         (b'{"inputs": "a", "parameters": {"truncation": true}}', 422, "parameters: unknown truncation"),
         (b'{"inputs": "a", "parameters": [1]}', 422, "parameters must be an object, not list"),
-        (b'{"inputs": "a", "options": {}}', 422, "unknown field options"),
+        (b'{"inputs": "a", "parametres": {}}', 422, "unknown field parametres (known: inputs, parameters, options)"),
         (b'{"inputs": ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q"]}', 413,
          "inputs holds 17 texts (at most 16 a request)"),
         (b'{"inputs": ["fine", "' + b"x" * 2001 + b'"]}', 413, "inputs[1] has 2001 characters (at most 2000)"),

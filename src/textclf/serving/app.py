@@ -36,9 +36,9 @@ class ServerSettings:
     max_wait_ms: float
     max_queued_texts: int
     shutdown_seconds: float
-    api_key: str | None = None
-    cors_origins: tuple[str, ...] = ()
-    retry_after_seconds: int = 1
+    api_key: str | None
+    cors_origins: tuple[str, ...]
+    retry_after_seconds: int
 
 
 class Server:

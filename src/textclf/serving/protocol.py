@@ -10,6 +10,8 @@ from typing import Any
 
 FUNCTIONS = ("sigmoid", "softmax", "none")
 PARAMETERS = ("top_k", "function_to_apply")
+# `options` (wait_for_model, use_cache) is what older Inference API clients send: taken, and nothing to do
+FIELDS = ("inputs", "parameters", "options")
 
 
 class RequestError(Exception):
@@ -114,9 +116,9 @@ def parse_query(body: bytes, limits: Limits, pairs: bool, regression: bool) -> Q
     payload = parse_json(body)
     if not isinstance(payload, dict) or "inputs" not in payload:
         raise RequestError(422, 'the body must be a JSON object with "inputs" (a text or a list of texts)')
-    unknown = sorted(set(payload) - {"inputs", "parameters"})
+    unknown = sorted(set(payload) - set(FIELDS))
     if unknown:
-        raise RequestError(422, f"unknown field {', '.join(unknown)} (known: inputs, parameters)")
+        raise RequestError(422, f"unknown field {', '.join(unknown)} (known: {', '.join(FIELDS)})")
     texts, seconds = read_inputs(payload["inputs"], pairs)
     top_k, function = read_parameters(payload.get("parameters"), regression)
     check_limits(texts, seconds, limits)

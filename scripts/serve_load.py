@@ -4,7 +4,7 @@ requests at 1, 8, 32 and 128 concurrent clients against textclf-serve and agains
 write by hand), and the same texts through the in-process `Predictor`: texts/s, p50/p95/p99 latency,
 errors, the server's RSS over time. `--soak N` then sends N requests, 10 % of them malformed or oversized,
 and checks that every good one is answered as textclf-predict answers it and every bad one 4xx, and the
-server's RSS at the end against after warm-up.
+server's RSS at the end against after warm-up. The servers' RSS over every run is drawn into `--rss-plot`.
 
     .venv/bin/python scripts/serve_load.py                                      # MiniLM, random head
     .venv/bin/python scripts/serve_load.py --checkpoint run/checkpoints/best.ckpt --soak 100000
@@ -198,13 +198,17 @@ def bodies_of(texts: list[str]) -> list[bytes]:
     return [json.dumps({"inputs": text}).encode() for text in texts]
 
 
-def levels(name: str, command: list[str], url: str, texts: list[str], args: argparse.Namespace) -> list[dict]:
+def levels(
+    name: str, command: list[str], url: str, texts: list[str], args: argparse.Namespace, rss: dict[str, list]
+) -> list[dict]:
+    """One server at each number of clients: a row each; its RSS samples into `rss`."""
     process = start(command, url)
     try:
         rows = []
         for clients in args.clients:
             run = asyncio.run(drive(url + "/", bodies_of(texts)[: args.requests], clients, args.seconds, process.pid))
             rows.append(summary(name, clients, run))
+            rss[f"{name}, {clients} clients"] = run["rss"]
             print(tabulate([rows[-1]], headers="keys", tablefmt="github"), flush=True)
         return rows
     finally:
@@ -242,7 +246,24 @@ def is_right(answer: bytes, expected: dict, tolerance: float) -> bool:
     )
 
 
-def soak(checkpoint: Path, texts: list[str], expected: list[dict], args: argparse.Namespace) -> dict:
+def plot_rss(rss: dict[str, list], path: Path) -> None:
+    """The servers' RSS over each run, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(9, 4.5))
+    for name, samples in rss.items():
+        axes.plot([second for second, _ in samples], [mb for _, mb in samples], label=name)
+    axes.set(xlabel="seconds into the run", ylabel="server RSS (MB)", title="textclf-serve load: server memory")
+    axes.legend(fontsize="small", ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    print(f"RSS over time: {path}")
+
+
+def soak(checkpoint: Path, texts: list[str], expected: list[dict], args: argparse.Namespace, rss: dict) -> dict:
     port = free_port()
     url = f"http://{HOST}:{port}"
     limits = [f"{key}={value}" for key, value in SOAK_LIMITS.items()]
@@ -252,6 +273,7 @@ def soak(checkpoint: Path, texts: list[str], expected: list[dict], args: argpars
         warm = asyncio.run(drive(url + "/", bodies[:1000], 32, args.seconds, process.pid))
         after_warm_up = rss_mb(process.pid)
         run = asyncio.run(drive(url + "/", bodies, 32, float("inf"), process.pid))
+        rss["soak, 32 clients"] = run["rss"]
     finally:
         end = rss_mb(process.pid)
         stop(process)
@@ -284,6 +306,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=60, help="seconds per level at most")
     parser.add_argument("--precision", default="auto", help="the servers' and the Predictor's precision")
     parser.add_argument("--soak", type=int, default=0, help="requests of the soak run (0: none)")
+    parser.add_argument("--rss-plot", type=Path, default=Path("serve_load_rss.png"), help="RSS over time (PNG)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the hand-written pipeline server")
     parser.add_argument("--baseline-server", nargs=2, metavar=("HF_DIR", "PORT"), help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -302,19 +325,20 @@ def main() -> None:
             from predict_large import make_checkpoint
 
             checkpoint = make_checkpoint("all-MiniLM-L6-v2", directory)
-        texts = load_texts(args.texts)
+        texts, rss = load_texts(args.texts), {}
         rows = [in_process(checkpoint, texts, args.precision)]
         port = free_port()
         url = f"http://{HOST}:{port}"
-        rows += levels("textclf-serve", serve_command(checkpoint, port, args.precision), url, texts, args)
+        rows += levels("textclf-serve", serve_command(checkpoint, port, args.precision), url, texts, args, rss)
         if not args.no_baseline:
             hf_dir, port = export_hf(checkpoint, directory), free_port()
             command = [sys.executable, __file__, "--baseline-server", str(hf_dir), str(port)]
-            rows += levels("pipeline in FastAPI", command, f"http://{HOST}:{port}", texts, args)
+            rows += levels("pipeline in FastAPI", command, f"http://{HOST}:{port}", texts, args, rss)
         print(tabulate(rows, headers="keys", tablefmt="github"))
         if args.soak:
             expected = reference(checkpoint, texts, args.precision, directory)
-            print(tabulate([soak(checkpoint, texts, expected, args)], headers="keys", tablefmt="github"))
+            print(tabulate([soak(checkpoint, texts, expected, args, rss)], headers="keys", tablefmt="github"))
+        plot_rss(rss, args.rss_plot)
 
 
 if __name__ == "__main__":

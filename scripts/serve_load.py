@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import socket
 import subprocess
@@ -35,6 +36,24 @@ from tabulate import tabulate
 HOST = "127.0.0.1"
 SCRIPTS = Path(__file__).resolve().parent
 SOAK_LIMITS = {"max_chars_per_text": 2000, "max_texts_per_request": 32}
+
+
+def cpu_set(text: str) -> set[int]:
+    """CPUs written as taskset writes them: 0-3,6."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def pin(server_cpus: set[int] | None, every_cpu: set[int]) -> None:
+    """This script's clients on the CPUs that are not the servers'."""
+    if server_cpus:
+        others = every_cpu - server_cpus
+        if not others:
+            raise SystemExit("--server-cpus leaves no CPU to the load generator")
+        os.sched_setaffinity(0, others)
 
 
 def free_port() -> int:
@@ -69,8 +88,10 @@ def reference(checkpoint: Path, texts: list[str], precision: str, directory: Pat
     return [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
 
 
-def start(command: list[str], url: str) -> subprocess.Popen:
-    """A server subprocess, once its /health answers 200."""
+def start(command: list[str], url: str, cpus: set[int] | None) -> subprocess.Popen:
+    """A server subprocess (on `cpus`, when given), once its /health answers 200."""
+    if cpus:
+        command = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *command]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -146,8 +167,12 @@ def summary(name: str, clients: int, run: dict) -> dict:
     }
 
 
-def in_process(checkpoint: Path, texts: list[str], precision: str) -> dict:
+def in_process(checkpoint: Path, texts: list[str], precision: str, cpus: set[int] | None) -> dict:
+    """The same texts through a Predictor in this process (on the servers' CPUs, when they are pinned)."""
     from textclf.inference.predictor import Predictor
+
+    if cpus:
+        os.sched_setaffinity(0, cpus)
 
     predictor = Predictor.from_checkpoint(checkpoint, precision=precision)
     predictor.predict_proba(texts[:64])  # warm-up
@@ -202,7 +227,7 @@ def levels(
     name: str, command: list[str], url: str, texts: list[str], args: argparse.Namespace, rss: dict[str, list]
 ) -> list[dict]:
     """One server at each number of clients: a row each; its RSS samples into `rss`."""
-    process = start(command, url)
+    process = start(command, url, args.server_cpus)
     try:
         rows = []
         for clients in args.clients:
@@ -255,7 +280,7 @@ def plot_rss(rss: dict[str, list], path: Path) -> None:
 
     figure, axes = plt.subplots(figsize=(9, 4.5))
     for name, samples in rss.items():
-        axes.plot([second for second, _ in samples], [mb for _, mb in samples], label=name)
+        axes.plot([second for second, _ in samples], [mb for _, mb in samples], marker=".", label=name)
     axes.set(xlabel="seconds into the run", ylabel="server RSS (MB)", title="textclf-serve load: server memory")
     axes.legend(fontsize="small", ncol=2)
     figure.tight_layout()
@@ -267,7 +292,7 @@ def soak(checkpoint: Path, texts: list[str], expected: list[dict], args: argpars
     port = free_port()
     url = f"http://{HOST}:{port}"
     limits = [f"{key}={value}" for key, value in SOAK_LIMITS.items()]
-    process = start(serve_command(checkpoint, port, args.precision, *limits), url)
+    process = start(serve_command(checkpoint, port, args.precision, *limits), url, args.server_cpus)
     try:
         bodies, which = soak_bodies(texts, args.soak)
         warm = asyncio.run(drive(url + "/", bodies[:1000], 32, args.seconds, process.pid))
@@ -307,6 +332,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--precision", default="auto", help="the servers' and the Predictor's precision")
     parser.add_argument("--soak", type=int, default=0, help="requests of the soak run (0: none)")
     parser.add_argument("--rss-plot", type=Path, default=Path("serve_load_rss.png"), help="RSS over time (PNG)")
+    parser.add_argument(
+        "--server-cpus", type=cpu_set, help="pin the servers to these CPUs (0-3), the clients elsewhere"
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the hand-written pipeline server")
     parser.add_argument("--baseline-server", nargs=2, metavar=("HF_DIR", "PORT"), help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -326,7 +354,9 @@ def main() -> None:
 
             checkpoint = make_checkpoint("all-MiniLM-L6-v2", directory)
         texts, rss = load_texts(args.texts), {}
-        rows = [in_process(checkpoint, texts, args.precision)]
+        every_cpu = os.sched_getaffinity(0)
+        rows = [in_process(checkpoint, texts, args.precision, args.server_cpus)]
+        pin(args.server_cpus, every_cpu)
         port = free_port()
         url = f"http://{HOST}:{port}"
         rows += levels("textclf-serve", serve_command(checkpoint, port, args.precision), url, texts, args, rss)

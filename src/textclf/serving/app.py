@@ -42,10 +42,12 @@ class ServerSettings:
 
 
 class Server:
-    """What the routes share: the model, its queue, the metrics, whether it is ready."""
+    """What the routes share: the model, what /info says of it (read once, at start), its queue, the metrics,
+    whether it is ready."""
 
     def __init__(self, model: ServedModel, settings: ServerSettings) -> None:
         self.model, self.settings, self.metrics = model, settings, ServerMetrics()
+        self.info = model.info()
         self.queue: BatchingQueue | None = None
         self.ready = False
 
@@ -103,7 +105,7 @@ def information_routes(server: Server) -> APIRouter:
 
     @router.get("/info", dependencies=[Depends(server.check_key)])
     async def info() -> dict[str, Any]:
-        return server.model.info()
+        return server.info
 
     @router.get("/metrics", dependencies=[Depends(server.check_key)])
     async def metrics() -> Response:
@@ -130,7 +132,7 @@ def page_routes(server: Server) -> APIRouter:
         if "text/html" in request.headers.get("accept", ""):
             return HTMLResponse(page)
         server.check_key(request)
-        return JSONResponse(server.model.info())
+        return JSONResponse(server.info)
 
     return router
 

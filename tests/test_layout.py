@@ -22,7 +22,7 @@ MAY_USE_TRAINING = (*MAY_USE_LIGHTNING, "textclf.sweep")
 MAY_USE_COMMANDS = ("textclf.commands", "textclf.__main__")
 MAX_CLASS_LINES, MAX_FUNCTION_LINES = 150, 60
 # each layer imports only those below it (docs/layout.md); the top-level modules are leaves every layer shares
-LAYERS = {"data": 1, "model": 2, "inference": 3, "export": 3, "training": 4, "sweep": 5, "commands": 6}
+LAYERS = {"data": 1, "model": 2, "inference": 3, "export": 3, "serving": 4, "training": 4, "sweep": 5, "commands": 6}
 
 
 def module_name(path: Path) -> str:

@@ -8,6 +8,7 @@ COMMANDS = {
     "eval": ("textclf.commands.evaluate", "main", "evaluate a checkpoint on a split: metrics, report, pictures"),
     "predict": ("textclf.commands.predict", "main", "predict labels or scores for a file of texts"),
     "export": ("textclf.commands.export", "main", "export a checkpoint: Hugging Face directory or ONNX"),
+    "serve": ("textclf.commands.serve", "main", "serve a checkpoint over HTTP (Hugging Face's inference protocol)"),
     "sweep": ("textclf.commands.sweep", "main", "hyper-parameter search with Optuna over textclf-train runs"),
     "sweep-summary": ("textclf.commands.sweep", "summary_main", "the summary table of a sweep or multirun dir"),
 }

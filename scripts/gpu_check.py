@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
 REPORT, LOG = "gpu_check.json", "gpu_check.log"
 BUDGET_S = 480  # the device tool allows 600 s a command: this leaves time for the start and the copies back
+DRY_RUN_BUDGET_S = 1500  # every step on a small shared CPU
 MIN_STEP_S = 15  # a step that would get less is skipped
 LOG_TAIL = 20_000  # characters of each command's output kept in the log
 PIP_INSTALL = ("-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile")  # nothing to fetch there
@@ -78,7 +79,7 @@ class Check:
     def run(self, command: list[str], box: float, env: dict[str, str] | None = None) -> str:
         """Run `command` in the repository root within `box` seconds (and the budget); its output. Raises
         StepFailed on a non-zero exit, TimeoutError when the box runs out (its process group is killed)."""
-        seconds = min(box, self.left())
+        seconds = max(min(box, self.left()), 1)
         self.log(f"$ {' '.join(command)}   (box {seconds:.0f} s)")
         process = start(command, {**os.environ, **self.env, **(env or {})})
         try:
@@ -467,18 +468,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.environ.get("OUT") or "outputs/gpu_check", help="report and log folder")
     parser.add_argument("--carry", default=str(ROOT / ".gpu_carry"), help="what scripts/gpu_carry.sh wrote")
-    parser.add_argument("--budget", type=float, default=BUDGET_S, help="seconds for all steps together")
+    parser.add_argument(
+        "--budget", type=float, help=f"seconds for all steps (default {BUDGET_S}, dry run {DRY_RUN_BUDGET_S})"
+    )
     parser.add_argument("--dry-run", action="store_true", help="the CPU, tiny models: checks the script itself")
     parser.add_argument("--steps", default=",".join(STEPS), help="comma-separated, from: " + ", ".join(STEPS))
     args = parser.parse_args()
+    budget = args.budget or (DRY_RUN_BUDGET_S if args.dry_run else BUDGET_S)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / LOG).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="textclf-gpu-check-") as work:
         carry = Path(work) / "carry" if args.dry_run else Path(args.carry).resolve()
         env = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
-        check = Check(out, Path(work), carry, args.dry_run, time.monotonic() + args.budget, env)
-        report = run_check(check, ["setup", *(name for name in args.steps.split(",") if name != "setup")], args.budget)
+        check = Check(out, Path(work), carry, args.dry_run, time.monotonic() + budget, env)
+        report = run_check(check, ["setup", *(name for name in args.steps.split(",") if name != "setup")], budget)
     print(f"[gpu_check] {'passed' if report['passed'] else 'FAILED'} in {report['seconds']} s: {out / REPORT}")
     sys.exit(0 if report["passed"] else 1)
 

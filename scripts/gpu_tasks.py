@@ -147,7 +147,7 @@ def random_encoder(args: argparse.Namespace) -> dict[str, Any]:
 def speedups(args: argparse.Namespace) -> dict[str, Any]:
     """Each speed-up of model.net against the defaults on `--device`: training steps per second under bf16
     autocast (fused AdamW, batches of real sentences padded to a multiple of 8) and 16-bit-weight inference,
-    and how far each variant's logits are from those with every speed-up off."""
+    and how far each variant's logits are from those with every speed-up off (in fp32 and under autocast)."""
     from textclf.data.packaged import PACKAGED
     from textclf.data.tokenization import load_tokenizer
 
@@ -159,13 +159,15 @@ def speedups(args: argparse.Namespace) -> dict[str, Any]:
         for i in range(0, len(texts), args.batch_size)
     ]
     batches = [{key: torch.tensor(value, device=device) for key, value in batch.items()} for batch in batches]
-    reference = variant_figures(args.model, ALL_OFF, batches, device, args.warmup, timed=False)["logits"]
+    reference = variant_figures(args.model, ALL_OFF, batches, device, args.warmup, timed=False)
     results = {}
     for name, switches in SPEEDUP_VARIANTS.items():
         figures = variant_figures(
             args.model, switches, batches, device, args.warmup, toggle_dropout=name.startswith("fast")
         )
-        figures["max_logit_difference"] = float((figures.pop("logits") - reference).abs().max())
+        for logits in ("logits", "logits_bf16"):  # from every speed-up off, in fp32 and under bf16 autocast
+            difference = (figures.pop(logits) - reference[logits]).abs().max()
+            figures[f"max_{logits}_difference"] = float(difference)
         results[name] = figures
     defaults = results["defaults"]["train_samples_per_s"]
     for figures in results.values():
@@ -192,14 +194,20 @@ def variant_figures(
     if fast_dropout != toggle_dropout:
         model_speedups.use_fast_dropout(net)
     figures = {"fast_dropout": fast_dropout != toggle_dropout}
+    with torch.inference_mode():  # before any training step: the weights of the reference
+        figures["logits"] = first_batch_logits(net.eval(), batches[0], device, autocast=False)
+        figures["logits_bf16"] = first_batch_logits(net, batches[0], device, autocast=True)
     if timed:
         figures["train_samples_per_s"] = train_speed(net, batches, device, warmup)
-    net.eval()
-    with torch.inference_mode():
-        figures["logits"] = net(batches[0]["input_ids"], batches[0]["attention_mask"]).float().cpu()
-        if timed:
-            figures["predict_samples_per_s"] = predict_speed(net.to(torch.bfloat16), batches, device)
+        with torch.inference_mode():
+            figures["predict_samples_per_s"] = predict_speed(net.eval().to(torch.bfloat16), batches, device)
     return figures
+
+
+def first_batch_logits(net: torch.nn.Module, batch: dict, device: torch.device, autocast: bool) -> torch.Tensor:
+    """The logits of `batch` in fp32, or under bf16 autocast (where bf16_residual acts)."""
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        return net(batch["input_ids"], batch["attention_mask"]).float().cpu()
 
 
 def timed_loop(

@@ -79,6 +79,8 @@ def test_every_step_is_documented_and_every_dependency_is_on_the_machine_or_carr
     steps = load_gpu_check().STEPS
     documented = set(re.findall(r"^\| `(\w+)`(?:, `(\w+)`)? \|", DOCS, re.MULTILINE))
     assert {name for pair in documented for name in pair if name} == set(steps)
+    order = re.search(r"say so\): (.*?)\.\n", DOCS, re.DOTALL).group(1)
+    assert [name.strip() for name in order.split(",")] == list(steps)
     carried = re.search(r"^WHEELS=\((.*?)\)$", (SCRIPTS / "gpu_carry.sh").read_text(), re.MULTILINE | re.DOTALL)
     carried_names = {line.split("==")[0].lower() for line in carried.group(1).split()}
     on_the_machine = re.search(r"The machine already has everything else textclf needs \((.*?)\)", DOCS, re.DOTALL)

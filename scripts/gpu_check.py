@@ -36,6 +36,7 @@ BUDGET_S = 480  # the device tool allows 600 s a command: this leaves time for t
 DRY_RUN_BUDGET_S = 1500  # every step on a small shared CPU
 MIN_STEP_S = 15  # a step that would get less is skipped
 LOG_TAIL = 20_000  # characters of each command's output kept in the log
+FIGURES_SHOWN = 500  # characters of each step's figures printed (the device tool returns 12,000 of the end)
 PIP_INSTALL = ("-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile")  # nothing to fetch there
 # tests that import a package the GPU machine lacks (the `hf` extra), left out where it is missing
 NEEDS = {"tests/data/test_hf_datasets.py": "datasets"}
@@ -425,7 +426,7 @@ STEPS: dict[str, Callable[[Check], dict[str, Any]]] = {
 def run_step(check: Check, name: str) -> dict[str, Any]:
     """One step, its outcome recorded whatever happens: passed, failed, timed out, or skipped for lack of time."""
     if check.left() < MIN_STEP_S:
-        return {"status": "skipped", "error": f"{check.left():.0f} s of the budget left"}
+        return {"status": "skipped", "error": f"{check.left():.0f} s of the budget left", "seconds": 0}
     check.log(f"\n===== {name}")
     started = time.monotonic()
     try:
@@ -452,12 +453,12 @@ def run_check(check: Check, names: list[str], budget: float) -> dict[str, Any]:
     report["steps"] = {}
     started = time.monotonic()
     for name in names:
-        report["steps"][name] = run_step(check, name)
-        outcome = report["steps"][name]
+        report["steps"][name] = outcome = run_step(check, name)
         print(
-            f"[gpu_check] {name}: {outcome['status']} ({outcome.get('seconds', 0)} s) {outcome.get('error', '')}",
-            flush=True,
+            f"[gpu_check] {name}: {outcome['status']} ({outcome['seconds']} s) {outcome.get('error', '')}", flush=True
         )
+        # the figures on standard output too, shortened: the device tool returns its end even when no file comes back
+        print(f"[gpu_check]   {json.dumps(outcome.get('figures'), default=str)[:FIGURES_SHOWN]}", flush=True)
         report["seconds"] = round(time.monotonic() - started, 1)
         report["passed"] = all(step["status"] == "passed" for step in report["steps"].values())
         write_report(check, report)

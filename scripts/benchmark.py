@@ -10,7 +10,8 @@ samples/s, predict samples/s, peak RSS, test accuracy and the whole process's wa
 the median of each figure over rounds that run every setting once (so a slow spell of the machine hits
 all settings alike). The summary adds textclf/peer ratios (and each round's train ratio) and the share
 of the bf16 compute roof (measured in the same run) that training uses. Needs `accelerate` for the
-Trainer (`pip install accelerate`).
+Trainer (`pip install accelerate`). `--device gpu` runs both on the GPU with their best settings there: textclf's
+`trainer=gpu` preset, and the Trainer's fused AdamW and SDPA attention; the figures add the peak GPU memory.
 A benchmark, not a test: the numbers vary with the machine's load.
 """
 
@@ -31,8 +32,9 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 from base_model import build_base_model
-from machine import describe_machine, machine_line
+from machine import describe_machine, machine_line, synchronize
 from whole_commands import COMMAND_SETTINGS, run_command_setting
 
 SETTINGS = {
@@ -42,6 +44,8 @@ SETTINGS = {
     "hf_dynamic_bf16": "HF Trainer, dynamic padding + bf16",
     **COMMAND_SETTINGS,
 }
+# --device to the torch device the predictions and the compute roof run on
+TORCH_DEVICES = {"cpu": "cpu", "gpu": "cuda"}
 
 
 # test-set figures from a model's outputs [examples, outputs] and the true targets
@@ -107,7 +111,7 @@ def textclf_overrides(args: argparse.Namespace, precision: str) -> list[str]:
         "+trainer.enable_progress_bar=false",
         "logger=none",
         "test=false",
-        f"trainer.accelerator={args.device}",
+        f"trainer={args.device}",  # the preset: gpu relaxes deterministic to warn
         f"paths.cache_dir={args.scratch / 'cache'}",
         *args.override,
     ]
@@ -129,7 +133,7 @@ def run_textclf(args: argparse.Namespace, precision: str, metrics: Metrics = acc
     examples = len(datamodule.datasets["train"]) * args.epochs
 
     model.data_hparams = dict(datamodule.hparams)  # what a checkpoint carries: max_length, pair column, ...
-    predictor = Predictor(model, precision=precision, device=args.device)
+    predictor = Predictor(model, precision=precision, device=TORCH_DEVICES[args.device])
     test = datamodule.frames["test"]
     pairs = test["text_pair"].tolist() if "text_pair" in test else None
     start = time.perf_counter()
@@ -157,6 +161,7 @@ class FitTimer(L.Callback):
         self.start = self.start or time.perf_counter()
 
     def on_train_epoch_end(self, trainer, module) -> None:
+        synchronize(module.device.type)
         self.seconds += time.perf_counter() - self.start
         self.start = None
 
@@ -183,6 +188,7 @@ def run_hf(args: argparse.Namespace, dynamic_bf16: bool, metrics: Metrics = accu
         num_labels=len(data.id2label),  # regression: one output
         id2label=data.id2label,
         problem_type="regression" if data.regression else None,  # None: inferred (single-label)
+        **({"attn_implementation": "sdpa"} if args.device == "gpu" else {}),
     )
     padding = "do_not_pad" if dynamic_bf16 else "max_length"
     # the second text of a pair has token type 1
@@ -216,6 +222,8 @@ def run_hf(args: argparse.Namespace, dynamic_bf16: bool, metrics: Metrics = accu
         disable_tqdm=True,
         logging_strategy="no",
         use_cpu=args.device == "cpu",
+        # on a GPU the fused AdamW, as textclf's (the CPU figures were measured with the Trainer's default)
+        **({"optim": "adamw_torch_fused"} if args.device == "gpu" and dynamic_bf16 else {}),
     )
     trainer = Trainer(
         model=model,
@@ -255,6 +263,8 @@ def run_worker(args: argparse.Namespace, runner: Callable[[], dict[str, float]])
         args.scratch = Path(scratch)
         result = runner()
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if torch.cuda.is_initialized():
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     print("RESULT " + json.dumps(result))
 
 
@@ -270,6 +280,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--matmul-size", type=int, help="the compute roof's square products (default 2048, GPU 8192)")
     parser.add_argument(
         "--override",
         action="append",
@@ -287,7 +298,8 @@ def main() -> None:
     if args.model_size == "base":  # built once, in a temp dir the workers read
         base_dir = tempfile.TemporaryDirectory(prefix="textclf-base-")
         args.model, args.model_size = str(build_base_model(Path(base_dir.name))), None
-    machine = describe_machine()
+    device = TORCH_DEVICES[args.device]
+    machine = describe_machine(device, args.matmul_size or (8192 if device == "cuda" else 2048))  # 8192 fills a GPU
     print(machine_line(machine), flush=True)
     runs, results = run_rounds({name: SETTINGS[name] for name in args.settings.split(",")}, args)
     summary = summarize(results, runs, machine, args)

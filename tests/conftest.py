@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,13 @@ SPLIT_OPTIONS = dict(
     split_seed=7,
     max_train_examples=None,
 )
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a test's subprocess: tests/ put in front of PYTHONPATH (for conftest, crash,
+    resume_runs), whatever was on it kept (where textclf or its dependencies come from a PYTHONPATH, as in
+    scripts/gpu_check.py)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(TESTS), os.environ.get("PYTHONPATH"))))}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -63,6 +71,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         max_position_embeddings=128,
     )
     BertModel(config).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_bf16_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT saved in bf16, as many hub models are (its config.json says so too)."""
+    directory = tmp_path_factory.mktemp("tiny-bert-bf16")
+    BertTokenizer.from_pretrained(tiny_model_dir).save_pretrained(directory)
+    BertModel.from_pretrained(tiny_model_dir).to(torch.bfloat16).save_pretrained(directory)
     return directory
 
 

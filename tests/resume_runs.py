@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import TESTS, toy_training
+from conftest import child_env, toy_training
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 # 480 training rows / 16 = 30 steps an epoch, 2 epochs; last.ckpt every 5 steps
@@ -33,7 +32,7 @@ def train_command(
         "trainer.log_every_n_steps=1",
         *extra,
     ]
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    env = child_env()
     return subprocess.run(
         [sys.executable, "-m", "textclf", "train", *overrides], capture_output=True, text=True, env=env
     )

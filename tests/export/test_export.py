@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from conftest import best_checkpoint, compose_cfg, toy_reviews
+from conftest import best_checkpoint, compose_cfg, export_checkpoint, toy_reviews, toy_training
 from transformers import pipeline
 
 from textclf.export.exporter import export
@@ -82,3 +82,19 @@ def test_export_onnx_matches_pytorch_on_other_shapes(trained_toy, tmp_path: Path
     with torch.no_grad():
         expected = model(torch.from_numpy(inputs["input_ids"]), torch.from_numpy(inputs["attention_mask"]))
     np.testing.assert_allclose(logits, expected.numpy(), atol=1e-4)
+
+
+def test_export_hf_of_a_model_pretrained_in_bf16_matches_its_checkpoint(
+    tiny_bf16_model_dir: Path, toy_csv: Path, tmp_path: Path
+) -> None:
+    """The export's model is built in fp32, as the checkpoint's network, whatever dtype its config names."""
+    from textclf.training.fit import train
+
+    cfg = compose_cfg(tmp_path / "run", tiny_bf16_model_dir, *toy_training(toy_csv), "trainer.max_epochs=1")
+    _, objects = train(cfg)
+    directory = export_checkpoint(objects["trainer"].checkpoint_callback.best_model_path, "hf", tmp_path)
+    classifier = pipeline("text-classification", model=str(directory), device="cpu")
+    assert classifier.model.dtype == torch.float32 and classifier("a great film")[0]["label"] in (
+        "positive",
+        "negative",
+    )

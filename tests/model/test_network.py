@@ -96,6 +96,14 @@ def test_pretrained_weights_are_read_into_memory_not_mapped_from_their_file(
     assert (weights_dir / "model.safetensors").is_file() and not mapped
 
 
+def test_weights_saved_in_bf16_are_trained_and_rebuilt_in_fp32(tiny_bf16_model_dir: Path) -> None:
+    """transformers 5 loads a model in the dtype it was saved in: bf16 weights would be trained as bf16."""
+    network = build_network(2, pretrained=str(tiny_bf16_model_dir))
+    rebuilt = build_network(2, pretrained=str(tiny_bf16_model_dir), model_config=network.spec["model_config"])
+    assert network.spec["model_config"]["dtype"] == "bfloat16"  # what the saved config says
+    assert {p.dtype for p in network.parameters()} == {p.dtype for p in rebuilt.parameters()} == {torch.float32}
+
+
 def test_only_bert_style_encoders_get_a_first_token_last_layer() -> None:
     from transformers import (
         DistilBertConfig,

@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import TESTS, toy_reviews, toy_scores, toy_training
+from conftest import child_env, toy_reviews, toy_scores, toy_training
 from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
@@ -53,7 +53,7 @@ def test_the_search_space_is_written_in_hydra_sweep_syntax() -> None:
 
 
 def run(command: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    env = child_env()
     return subprocess.run(
         [sys.executable, "-m", "textclf", command, *overrides], capture_output=True, text=True, env=env, cwd=cwd
     )
@@ -272,7 +272,7 @@ def test_two_workers_share_one_study_and_one_finishes_the_trial_of_a_killed_one(
     storage = f"sqlite:///{tmp_path / 'study.db'}" if database == "sqlite" else request.getfixturevalue("postgres_url")
     study_name = f"two-{database}-{time.time_ns()}"
     command = [*quick_training, "sweep.n_trials=5", f"sweep.storage={storage}", f"sweep.study_name={study_name}"]
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    env = child_env()
 
     def worker(name: str, *extra: str) -> subprocess.Popen:
         return subprocess.Popen(

@@ -4,7 +4,6 @@ with the mean and spread of its metrics, resuming at the first unfinished fold, 
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SPLIT_OPTIONS, TESTS, toy_reviews, toy_training
+from conftest import SPLIT_OPTIONS, child_env, toy_reviews, toy_training
 
 from textclf.data.sources import Source
 from textclf.data.splits import prepare
@@ -53,7 +52,7 @@ def command(module: str, tmp_path: Path, tiny_model_dir: Path, *extra: str) -> s
         "+trainer.enable_progress_bar=false",
         *extra,
     ]
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    env = child_env()
     return subprocess.run(
         [sys.executable, "-m", "textclf", module, *overrides], capture_output=True, text=True, env=env, cwd=tmp_path
     )

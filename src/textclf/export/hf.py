@@ -63,7 +63,7 @@ def hf_model(model: TrainedClassifier) -> PreTrainedModel:
         state = dict(state) | rescaled_output_layer(state, 1 / model.task.temperature, 0.0, len(model.id2label))
     if model.task.multi_label:  # pipeline itself applies 0.5; these are textclf's decisions
         config.textclf_thresholds = [round(float(t), 6) for t in model.task.thresholds]
-    exported = AutoModelForSequenceClassification.from_config(config)
+    exported = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)  # as the checkpoint
     missing, unexpected = exported.load_state_dict(state, strict=False)
     missing = [name for name in missing if not name.endswith("position_ids")]
     if missing or unexpected:

@@ -134,13 +134,16 @@ def load_model(
     the sequence-classification model for the native head, else the bare encoder. Also the names of the
     weights that the pretrained ones did not provide (a new head, or one for another number of labels)."""
     auto = AutoModelForSequenceClassification if head == "native" else AutoModel
+    # fp32 parameters whatever dtype the weights were saved in: transformers 5 keeps a model saved in bf16
+    # in bf16 (its config's dtype), and mixed precision would then train and update bf16 weights
     if location is None:
-        return auto.from_config(config, attn_implementation=attention), set()
+        return auto.from_config(config, attn_implementation=attention, dtype=torch.float32), set()
     # read into memory, not memory-mapped: the first optimizer step writes every trained weight, and
     # copy-on-write of a mapped file made that step slower (docs/pitfalls.md)
     model, loading = auto.from_pretrained(
         location,
         config=config,
+        dtype=torch.float32,
         attn_implementation=attention,
         trust_remote_code=trust_remote_code,
         disable_mmap=True,

@@ -72,3 +72,21 @@ def test_regression_flags_the_largest_residuals() -> None:
     issues = find_issues(Predictions.of(frame))
     assert set(issues.loc[issues["issue"] == "label", "row"]) == {3, 77}
     assert list(issues["row"][:2]) in ([3, 77], [77, 3])
+
+
+def test_multi_label_issues_come_from_cleanlabs_multi_label_mode() -> None:
+    rng = np.random.default_rng(2)
+    truth = rng.random((200, 3)) < 0.4
+    truth[~truth.any(1), 0] = True
+    truth[7] = [True, False, False]  # so that its opposite has labels too
+    probabilities = np.where(truth, 0.9, 0.05) + rng.random((200, 3)) * 0.04
+    given = truth.copy()
+    given[7] = ~truth[7]  # every label of row 7 wrong
+    frame = pd.DataFrame({"row": range(200), "text": [f"t{i}" for i in range(200)]})
+    frame["label"] = [[NAMES[i] for i in np.flatnonzero(row)] for row in given]
+    for index, name in enumerate(NAMES):
+        frame[f"prob_{name}"] = probabilities[:, index]
+    issues = find_issues(Predictions.of(frame))
+    assert 7 in set(issues.loc[issues["issue"] == "label", "row"])
+    row = issues[(issues["row"] == 7) & (issues["issue"] == "label")].iloc[0]
+    assert row["suggested_label"] == "|".join(np.array(NAMES)[truth[7]])

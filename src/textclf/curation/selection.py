@@ -95,15 +95,16 @@ def scored_chunks(cfg: DictConfig, predictor: Predictor, columns: list[str]) -> 
             progress.advance(len(frame))
             if chunk.empty:
                 continue
-            pairs = list(chunk[columns[1]]) if len(columns) > 1 else None
+            texts = [str(text) for text in chunk[columns[0]]]
+            pairs = [str(text) for text in chunk[columns[1]]] if len(columns) > 1 else None
             embeddings = None
             if strategy == "random":
                 scores = rng.random(len(chunk))
             else:
                 if strategy == "diverse":
-                    logits, embeddings = logits_and_embeddings(predictor, list(chunk[columns[0]]), pairs)
+                    logits, embeddings = logits_and_embeddings(predictor, texts, pairs)
                 else:
-                    logits = predictor.text_logits(list(chunk[columns[0]]), pairs=pairs)
+                    logits = predictor.text_logits(texts, pairs=pairs)
                 probabilities = predictor.probabilities(logits)
                 scores = uncertainty(probabilities, strategy, predictor.task.multi_label)
             candidates.add(chunk, scores, embeddings)

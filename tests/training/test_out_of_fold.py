@@ -27,15 +27,16 @@ def test_rows_are_numbered_through_the_training_then_the_validation_file() -> No
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("test", ["true", "false"])  # the best weights restored by the test, or read back
 def test_the_oof_file_covers_every_pooled_row_once_and_matches_each_folds_own_predictions(
-    make_cfg, tmp_path: Path
+    make_cfg, tmp_path: Path, test: str
 ) -> None:
     from textclf.training.fit import train
 
     csv = tmp_path / "reviews.csv"
     source = toy_reviews(600, seed=4)
     source.to_csv(csv, index=False)
-    cfg = make_cfg(*toy_training(csv), "cv.folds=3", "cv.save_embeddings=true")
+    cfg = make_cfg(*toy_training(csv), "cv.folds=3", "cv.save_embeddings=true", f"test={test}")
     train(cfg)
     run = Path(cfg.paths.output_dir)
     oof = pd.read_parquet(run / "oof_predictions.parquet")

@@ -17,25 +17,28 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from omegaconf import DictConfig
 
 from textclf.atomic import write_atomically
 from textclf.inference.embeddings import logits_and_embeddings
 from textclf.inference.predictor import Predictor
 from textclf.log import log
-from textclf.model.loading import load_trained
 from textclf.precision import resolve_precision
 
 HELD_OUT, OOF_FILE = "held_out.parquet", "oof_predictions.parquet"
 
 
 def best_model(cfg: DictConfig, objects: dict[str, Any]) -> Any:
-    """The fold's best weights: the model in memory when the test ran on them (Lightning restored the best
-    checkpoint into it), else the best checkpoint read back (or, without one, the model as it ended)."""
+    """The fold's best weights in the model in memory: there already when the test ran on them (Lightning
+    restored the best checkpoint into it), else read into it from the best checkpoint (its weights only:
+    no second network is built); without a best checkpoint, the model as it ended."""
     model, trainer = objects["model"], objects["trainer"]
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if best_path and not cfg.get("test"):
-        return load_trained(best_path)
+        checkpoint = torch.load(best_path, map_location=model.device, weights_only=True)
+        model.load_state_dict(checkpoint["state_dict"], strict=model.strict_loading)
+        model.on_load_checkpoint(checkpoint)
     model.data_hparams = dict(objects["datamodule"].hparams)
     return model
 

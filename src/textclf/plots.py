@@ -104,3 +104,32 @@ def reliability_figure(curves: dict[str, dict[str, np.ndarray]]) -> plt.Figure:
     counts.set(xlabel="confidence", ylabel="predictions")
     figure.tight_layout()
     return figure
+
+
+def noise_figure(names: list[str], shares: np.ndarray, counts: np.ndarray) -> plt.Figure:
+    """Per class, the share of its rows whose label an audit doubts (label issues), the count on each bar:
+    where the labelling went wrong most."""
+    order = np.argsort(-shares, kind="stable")[:MAX_NAMED]
+    figure, axes = plt.subplots(figsize=(min(max(4.0, 0.4 * len(order) + 2), MAX_INCHES), 4))
+    bars = axes.bar(range(len(order)), shares[order] * 100, color="tab:red")
+    for bar, count in zip(bars, counts[order]):
+        axes.annotate(str(int(count)), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom")
+    axes.set_xticks(range(len(order)))
+    axes.set_xticklabels([names[i] for i in order], rotation=45, ha="right")
+    axes.set(ylabel="% of the class flagged", title="likely label errors per given class")
+    figure.tight_layout()
+    return figure
+
+
+def curves_figure(
+    curves: dict[str, tuple[list[float], list[float]]], xlabel: str, ylabel: str, title: str
+) -> plt.Figure:
+    """One line per named curve of (x, y) points: e.g. test accuracy against labels bought, per strategy."""
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for name, (x, y) in curves.items():
+        axes.plot(x, y, marker="o", markersize=3, label=name)
+    axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    return figure

@@ -11,4 +11,6 @@ COMMANDS = {
     "serve": ("textclf.commands.serve", "main", "serve a checkpoint over HTTP (Hugging Face's inference protocol)"),
     "sweep": ("textclf.commands.sweep", "main", "hyper-parameter search with Optuna over textclf-train runs"),
     "sweep-summary": ("textclf.commands.sweep", "summary_main", "the summary table of a sweep or multirun dir"),
+    "audit": ("textclf.commands.audit", "main", "find likely label errors, duplicates and outliers (cross-validated)"),
+    "select": ("textclf.commands.select", "main", "choose the texts of an unlabelled pool to label next"),
 }

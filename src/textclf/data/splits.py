@@ -1,7 +1,7 @@
 """From raw rows to train/val/test frames: clean texts, parse labels, split deterministically.
 
 Pure functions on DataFrames with a `text` and a `label` column; after `prepare`, every `label` cell is a
-tuple of label names (one name unless the data is multi-label).
+tuple of label names (one name unless the data is multi-label), and `row` says which row of the input it is.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from textclf.data.frames import Splits
+from textclf.data.frames import SPLITS, Splits
 from textclf.data.labels import Scores
+from textclf.data.row_edits import RowEdits
 from textclf.data.sources import Source
 from textclf.errors import DataError
 from textclf.log import log
@@ -123,6 +124,18 @@ def cross_validation_fold(pool: pd.DataFrame, fold: int, folds: int, seed: int) 
     return rest.sort_index().reset_index(drop=True), held_out.sort_index().reset_index(drop=True)
 
 
+def numbered(raw: Splits) -> Splits:
+    """Each split with a `row` column: its rows' place in the input, counted 0-based through the training
+    file, then the validation file, then the test file (what `oof_predictions.parquet`, `label_issues.csv`,
+    `data.exclude_rows` and `data.relabel_file` call a row)."""
+    numbered_splits, start = {}, 0
+    for name in [split for split in SPLITS if split in raw]:
+        frame = raw[name]
+        numbered_splits[name] = frame.assign(row=np.arange(start, start + len(frame), dtype=np.int64))
+        start += len(frame)
+    return numbered_splits
+
+
 def prepare(
     raw: Splits,
     source: Source,
@@ -137,13 +150,17 @@ def prepare(
     fold: int | None = None,
     folds: int | None = None,
     regression: bool = False,
+    exclude_rows: str | None = None,
+    relabel_file: str | None = None,
 ) -> Splits:
-    """Cleaned splits with label tuples; val and test split off train where the source has none (from
-    `split_seed`, so runs with different seeds are tested on the same rows). With `folds`, train and val
-    are pooled and fold `fold` of them becomes val (cross-validation)."""
+    """Cleaned splits with label tuples and input row numbers; val and test split off train where the
+    source has none (from `split_seed`, so runs with different seeds are tested on the same rows). With
+    `folds`, train and val are pooled and fold `fold` of them becomes val (cross-validation). The rows that
+    `exclude_rows` names are dropped and those `relabel_file` names relabelled after the test split is
+    drawn (so the test rows stay the same) and before val and the folds are."""
     if empty_texts not in EMPTY_TEXTS:
         raise DataError(f"data.empty_texts must be one of {', '.join(EMPTY_TEXTS)}, not '{empty_texts}'")
-    splits = {name: clean_split(frame, source.where(name), empty_texts) for name, frame in raw.items()}
+    splits = {name: clean_split(frame, source.where(name), empty_texts) for name, frame in numbered(raw).items()}
     if not regression and "train" in splits:
         note_scores_as_classes(splits["train"]["label"], source.where("train"))
     splits = {
@@ -155,6 +172,8 @@ def prepare(
     if "train" in splits:
         if "test" not in splits:
             splits["train"], splits["test"] = split_off(splits["train"], test_fraction, split_seed, not regression)
+        edits = RowEdits(exclude_rows, relabel_file, multi_label, label_delimiter, regression)
+        splits = edits.apply(splits, sum(len(frame) for frame in raw.values()))
         if "val" not in splits:
             fraction = val_fraction / (1 - test_fraction) if "test" not in raw else val_fraction
             splits["train"], splits["val"] = split_off(splits["train"], fraction, split_seed + 1, not regression)
@@ -169,9 +188,12 @@ def prepare(
 ROW_SETTINGS = ("label_delimiter", "empty_texts", "val_fraction", "test_fraction", "split_seed", "max_train_examples")
 
 
+LATER_ROW_SETTINGS = ("fold", "folds", "exclude_rows", "relabel_file")  # absent from older checkpoints
+
+
 def row_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings that decide which rows each split holds (the fold ones are absent from older checkpoints)."""
-    return {key: settings[key] for key in ROW_SETTINGS} | {key: settings.get(key) for key in ("fold", "folds")}
+    """The settings that decide which rows each split holds, and with which labels."""
+    return {key: settings[key] for key in ROW_SETTINGS} | {key: settings.get(key) for key in LATER_ROW_SETTINGS}
 
 
 def read(settings: Mapping[str, Any], multi_label: bool, train_required: bool = True) -> tuple[Source, Splits]:

@@ -275,21 +275,7 @@ class Predictor:
         """Logits [texts, labels] in the order of `texts` (with `pairs`, the second text of each pair):
         tokenized as the checkpoint was trained (through the token cache when `cache_dir` is given), in
         length-sorted batches of `batch_size`."""
-        self.check_pairs(pairs)
-        windows = self.long_texts == "window"
-        tokenized = tokenize_cached(
-            texts,
-            self.tokenizer,
-            self.max_length,
-            cache_dir,
-            FULL if windows else self.truncation,
-            pairs=pairs,
-            pair_truncation=self.pair_truncation,
-        )
-        batch_size = batch_size or self.batch_size
-        loader = text_loader(
-            tokenized, self.tokenizer, batch_size, pad_to_multiple_of, windows, self.max_length, self.window_stride
-        )
+        loader = text_batches(self, texts, cache_dir, batch_size, pad_to_multiple_of, pairs)
         return self.logits(loader, len(texts), show_progress)
 
     def check_pairs(self, pairs: pd.Series | list[str] | None) -> None:
@@ -306,3 +292,29 @@ class Predictor:
         """Predicted label names: the most probable class, or every label over the threshold; for
         regression the score."""
         return label_names(self.task, self.id2label, probabilities)
+
+
+def text_batches(
+    predictor: Predictor,
+    texts: pd.Series | list[str],
+    cache_dir: str | None = None,
+    batch_size: int | None = None,
+    pad_to_multiple_of: int = batching.PAD_TO_MULTIPLE_OF,
+    pairs: pd.Series | list[str] | None = None,
+) -> DataLoader:
+    """The length-sorted batches of `texts` tokenized as the predictor's checkpoint was trained (through the
+    token cache when `cache_dir` is given), each row with its index in `texts`."""
+    predictor.check_pairs(pairs)
+    windows = predictor.long_texts == "window"
+    tokenized = tokenize_cached(
+        texts,
+        predictor.tokenizer,
+        predictor.max_length,
+        cache_dir,
+        FULL if windows else predictor.truncation,
+        pairs=pairs,
+        pair_truncation=predictor.pair_truncation,
+    )
+    size = batch_size or predictor.batch_size
+    max_length, stride = predictor.max_length, predictor.window_stride
+    return text_loader(tokenized, predictor.tokenizer, size, pad_to_multiple_of, windows, max_length, stride)

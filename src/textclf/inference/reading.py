@@ -29,6 +29,13 @@ def column_chunks(source: str, columns: list[str], chunk_size: int) -> Iterator[
     file or standard input, `chunk_size` rows at a time, so that no input is held whole: CSV, TSV and JSONL
     through pandas' chunked readers, Parquet by record batches, plain text (and `-`) by lines. One-line
     errors name the file, the column or the line."""
+    for frame in frame_chunks(source, columns, chunk_size, all_columns=False):
+        yield [["" if pd.isna(text) else str(text) for text in frame[column]] for column in columns]
+
+
+def frame_chunks(source: str, columns: list[str], chunk_size: int, all_columns: bool = True) -> Iterator[pd.DataFrame]:
+    """A file's rows `chunk_size` at a time as frames: every column of a table file (or only `columns`), or
+    the lines of a text file or standard input as the column `columns[0]`. `columns` must be there."""
     path = Path(source)
     lines = source == "-" or path.suffix.lower() not in TABLES
     if lines and len(columns) > 1:
@@ -37,20 +44,20 @@ def column_chunks(source: str, columns: list[str], chunk_size: int) -> Iterator[
             f"{' and '.join(columns)}, not lines"
         )
     if source == "-":
-        yield from ([chunk] for chunk in line_chunks(sys.stdin.buffer, "standard input", chunk_size))
+        yield from (
+            pd.DataFrame({columns[0]: chunk}) for chunk in line_chunks(sys.stdin.buffer, "standard input", chunk_size)
+        )
         return
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    suffix = path.suffix.lower()
     if lines:
         with path.open("rb") as handle:
-            yield from ([chunk] for chunk in line_chunks(handle, str(path), chunk_size))
+            yield from (pd.DataFrame({columns[0]: chunk}) for chunk in line_chunks(handle, str(path), chunk_size))
         return
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
     try:
-        for table in table_chunks(path, suffix, columns, chunk_size):
-            yield [["" if pd.isna(text) else str(text) for text in texts] for texts in table]
+        yield from table_frames(path, path.suffix.lower(), columns, chunk_size, all_columns)
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 text (byte {error.start} cannot be decoded)") from None
     except (ValueError, pd.errors.ParserError, pa.ArrowException) as error:
@@ -59,13 +66,16 @@ def column_chunks(source: str, columns: list[str], chunk_size: int) -> Iterator[
         raise DataError(f"{path}: cannot be parsed: {first_line(error)}") from None
 
 
-def table_chunks(path: Path, suffix: str, columns: list[str], chunk_size: int) -> Iterator[list[Any]]:
-    """The text columns of a table file, chunk by chunk."""
+def table_frames(
+    path: Path, suffix: str, columns: list[str], chunk_size: int, all_columns: bool
+) -> Iterator[pd.DataFrame]:
+    """A table file chunk by chunk, its `columns` checked (only they are read from Parquet unless `all_columns`)."""
     if suffix == ".parquet":
         for column in columns:
             check_column(path, column, pq.ParquetFile(path).schema_arrow.names)
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size, columns=columns):
-            yield [batch.column(column).to_pylist() for column in columns]
+        wanted = None if all_columns else columns
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size, columns=wanted):
+            yield batch.to_pandas()
         return
     if suffix in {".jsonl", ".json"}:
         reader = pd.read_json(path, lines=True, dtype=False, chunksize=chunk_size)
@@ -82,7 +92,7 @@ def table_chunks(path: Path, suffix: str, columns: list[str], chunk_size: int) -
         for frame in reader:
             for column in columns:
                 check_column(path, column, frame.columns)
-            yield [frame[column] for column in columns]
+            yield frame
 
 
 def check_column(path: Path, column: str, columns: Any) -> None:

@@ -6,6 +6,7 @@ in `<run dir>/fold_k` with its own checkpoints and TensorBoard run. The test spl
 fold's best model is tested on the same rows. The run dir's `metrics.json` holds the mean and standard
 deviation of every metric over the folds, and each fold's own values. Resumed (`resume=auto` or the run
 dir), it skips the finished folds and goes on with the first unfinished one from its last checkpoint.
+Each fold's best model predicts its held-out rows (`out_of_fold.py`): `oof_predictions.parquet`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from omegaconf import DictConfig, open_dict
 from textclf.atomic import write_json_atomically
 from textclf.errors import SettingError
 from textclf.log import log
+from textclf.training.out_of_fold import pool_held_out, write_held_out
 
 RunResult = tuple[dict[str, Any], dict[str, Any]]
 
@@ -64,11 +66,15 @@ def cross_validate(cfg: DictConfig, run: Callable[[DictConfig], RunResult]) -> R
             per_fold.append(json.loads(finished.read_text()))
             continue
         log.info(f"fold {fold + 1} of {folds}")
-        metrics, objects = run(fold_config(cfg, fold, folds))
+        fold_cfg = fold_config(cfg, fold, folds)
+        metrics, objects = run(fold_cfg)
+        if rank_zero_only.rank == 0:
+            write_held_out(fold_cfg, objects, fold)
         per_fold.append(metrics)
     summary = fold_statistics(per_fold)
     for key in sorted(key for key in summary if not key.endswith("_std")):
         log.info(f"{key}: {summary[key]:.4f} ± {summary[key + '_std']:.4f} over {folds} folds")
     if rank_zero_only.rank == 0:
+        pool_held_out(output_dir, folds)
         write_json_atomically(output_dir / "metrics.json", {**summary, "folds": per_fold})
     return summary, objects

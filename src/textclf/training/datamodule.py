@@ -74,6 +74,8 @@ class TextClassificationDataModule(L.LightningDataModule):
         labels: list[str] | None = None,
         fold: int | None = None,
         folds: int | None = None,
+        exclude_rows: str | None = None,
+        relabel_file: str | None = None,
     ) -> None:
         super().__init__()
         # plain values in the hyper-parameters: checkpoints are read back with weights_only

@@ -35,7 +35,8 @@ def documented_call() -> dict:
     return json.loads(block)
 
 
-@pytest.mark.slow  # every step, as child processes: minutes on a 2-core CPU
+@pytest.mark.dry_run  # every step, as child processes: minutes on a 2-core CPU (make gpu-dry-run)
+@pytest.mark.slow
 def test_the_dry_run_passes_every_step_and_reports_each(tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, str(SCRIPTS / "gpu_check.py"), "--dry-run", "--out", str(tmp_path)],

@@ -59,7 +59,7 @@ def test_python_dash_m_textclf_lists_and_runs_the_commands(tmp_path: Path) -> No
     unknown = subprocess.run([sys.executable, "-m", "textclf", "trian"], capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == "textclf: error: no command 'trian' (commands: " + (
-        "train, eval, predict, export, sweep, sweep-summary)"
+        "train, eval, predict, explain, export, sweep, sweep-summary)"
     )
     summary = subprocess.run(
         [sys.executable, "-m", "textclf", "sweep-summary", str(tmp_path / "none")], capture_output=True, text=True

@@ -147,11 +147,12 @@ def test_every_class_and_function_reads_in_one_screen() -> None:
     assert not too_long
 
 
-def test_predict_export_and_eval_never_import_lightning_and_only_eval_torchmetrics() -> None:
+def test_predict_export_explain_and_eval_never_import_lightning_and_only_eval_torchmetrics() -> None:
     code = (
         "import json, sys\n"
         "loaded = {}\n"
-        "for module in ('textclf.commands.predict', 'textclf.commands.export', 'textclf.commands.evaluate'):\n"
+        "for module in ('textclf.commands.predict', 'textclf.commands.export', 'textclf.commands.explain',\n"
+        "               'textclf.commands.evaluate'):\n"
         "    __import__(module)\n"
         "    loaded[module] = sorted({name.split('.')[0] for name in sys.modules})\n"
         "print(json.dumps(loaded))\n"
@@ -163,6 +164,7 @@ def test_predict_export_and_eval_never_import_lightning_and_only_eval_torchmetri
     for module, absent in (
         ("textclf.commands.predict", (*LIGHTNING, "torchmetrics")),
         ("textclf.commands.export", (*LIGHTNING, "torchmetrics")),
+        ("textclf.commands.explain", (*LIGHTNING, "torchmetrics", "captum")),  # captum when explaining
         ("textclf.commands.evaluate", LIGHTNING),  # evaluation computes metrics: torchmetrics is its business
     ):
         assert not set(absent) & set(loaded[module]), f"{module} imports {set(absent) & set(loaded[module])}"

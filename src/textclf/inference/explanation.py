@@ -88,6 +88,10 @@ class Explainer:
         precision: str = "auto",
         device: str = "auto",
     ) -> None:
+        try:
+            import captum  # noqa: F401
+        except ImportError:
+            raise SettingError("explanations need captum: pip install 'textclf[explain]'") from None
         if method not in METHODS:
             raise SettingError(f"method='{method}' is not an attribution method ({', '.join(METHODS)})")
         if baseline not in BASELINES:
@@ -100,6 +104,7 @@ class Explainer:
         self.model, self.method, self.n_steps, self.batch_size = self.predictor.model, method, n_steps, batch_size
         tokenizer = self.predictor.tokenizer
         self.baseline_id = tokenizer.pad_token_id if baseline == "pad" else tokenizer.mask_token_id
+        self.pad_id = tokenizer.pad_token_id
         if self.baseline_id is None:
             raise SettingError(f"baseline={baseline}: this model's tokenizer has no {baseline} token")
         autocast = resolve_precision("auto") if precision == "auto" else precision
@@ -149,21 +154,6 @@ class Explainer:
             rows += size
         return batches + ([batch] if batch else [])
 
-    def rows(self, examples: list[Example], spans: list[TokenSpans], pairs: bool) -> Rows:
-        ids, baselines, positions, firsts, example, targets = [], [], [], [], [], []
-        for number, one in enumerate(examples):
-            text = spans[one.text]
-            for window in one.windows:
-                ids.append(text.ids[window])
-                special = text.segments[window] < 0
-                baselines.append(np.where(special, text.ids[window], self.baseline_id))
-                positions.append(window)
-                firsts.append(text.first_segment)
-                example.append(number)
-                targets.append(one.target)
-        pad = self.predictor.tokenizer.pad_token_id
-        return pad_rows(ids, baselines, positions, firsts if pairs else None, example, targets, pad)
-
     def attributions(
         self, examples: list[Example], spans: list[TokenSpans], pairs: bool, progress: Callable[[int], None] | None
     ) -> tuple[list[np.ndarray], list[float | None]]:
@@ -173,7 +163,7 @@ class Explainer:
         self.model.eval()
         with autocast_to(self.predictor.device, self.autocast):
             for batch in self.batches(examples):
-                rows = self.rows([examples[index] for index in batch], spans, pairs)
+                rows = rows_of([examples[index] for index in batch], spans, pairs, self.baseline_id, self.pad_id)
                 scores, change = attribute(
                     self.model,
                     rows,
@@ -183,29 +173,10 @@ class Explainer:
                     self.predictor.window_aggregation,
                     self.predictor.device,
                 )
-                self.stitch(batch, rows, scores.numpy(), change, found, deltas)
+                stitch(batch, rows, scores.numpy(), change, found, deltas)
                 if progress is not None:
                     progress(len({examples[index].text for index in batch}))
         return found, deltas
-
-    @staticmethod
-    def stitch(
-        batch: list[int],
-        rows: Rows,
-        scores: np.ndarray,
-        change: torch.Tensor | None,
-        found: list[np.ndarray],
-        deltas: list[float | None],
-    ) -> None:
-        """Adds each row's attributions into its example's whole-text array (the windows of a long text
-        overlap: a token's is the sum over the windows that hold it)."""
-        for row, number in enumerate(rows.example.tolist()):
-            valid = rows.positions[row] >= 0
-            np.add.at(found[batch[number]], rows.positions[row][valid], scores[row][valid])
-        if change is not None:
-            for number, index in enumerate(batch):
-                total = float(change[rows.example == number].sum())
-                deltas[index] = float(found[index].sum()) - total
 
     def explain(
         self,
@@ -245,6 +216,41 @@ class Explainer:
             )
             for index, text in enumerate(texts)
         ]
+
+
+def rows_of(examples: list[Example], spans: list[TokenSpans], pairs: bool, baseline_id: int, pad_id: int) -> Rows:
+    """The padded rows of a batch of examples; the baseline keeps the special tokens ([CLS], [SEP])."""
+    ids, baselines, positions, firsts, example, targets = [], [], [], [], [], []
+    for number, one in enumerate(examples):
+        text = spans[one.text]
+        for window in one.windows:
+            ids.append(text.ids[window])
+            special = text.segments[window] < 0
+            baselines.append(np.where(special, text.ids[window], baseline_id))
+            positions.append(window)
+            firsts.append(text.first_segment)
+            example.append(number)
+            targets.append(one.target)
+    return pad_rows(ids, baselines, positions, firsts if pairs else None, example, targets, pad_id)
+
+
+def stitch(
+    batch: list[int],
+    rows: Rows,
+    scores: np.ndarray,
+    change: torch.Tensor | None,
+    found: list[np.ndarray],
+    deltas: list[float | None],
+) -> None:
+    """Adds each row's attributions into its example's whole-text array (the windows of a long text
+    overlap: a token's is the sum over the windows that hold it)."""
+    for row, number in enumerate(rows.example.tolist()):
+        valid = rows.positions[row] >= 0
+        np.add.at(found[batch[number]], rows.positions[row][valid], scores[row][valid])
+    if change is not None:
+        for number, index in enumerate(batch):
+            total = float(change[rows.example == number].sum())
+            deltas[index] = float(found[index].sum()) - total
 
 
 def significant(values: Any, digits: int = 5) -> list[float]:

@@ -12,6 +12,7 @@ the baseline keeps them, so integrated gradients gives them nothing.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -160,6 +161,7 @@ class Explainer:
         """Each example's attribution per token of its whole text, and its completeness delta (or None)."""
         found: list[np.ndarray] = [np.zeros(len(spans[one.text].ids)) for one in examples]
         deltas: list[float | None] = [None] * len(examples)
+        remaining = Counter(one.text for one in examples)
         self.model.eval()
         with autocast_to(self.predictor.device, self.autocast):
             for batch in self.batches(examples):
@@ -174,8 +176,10 @@ class Explainer:
                     self.predictor.device,
                 )
                 stitch(batch, rows, scores.numpy(), change, found, deltas)
-                if progress is not None:
-                    progress(len({examples[index].text for index in batch}))
+                if progress is not None:  # the texts whose every target is now explained
+                    for index in batch:
+                        remaining[examples[index].text] -= 1
+                    progress(sum(remaining[text] == 0 for text in {examples[index].text for index in batch}))
         return found, deltas
 
     def explain(

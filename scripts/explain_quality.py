@@ -122,14 +122,17 @@ def quality(args: argparse.Namespace) -> None:
         predictor = Predictor(model, precision="32-true")
         explained = Explanations(model, test_texts(dataset, args.texts), args.precision)
         for method in args.methods:
-            for baseline in ("pad", "mask") if method != "gradient_x_input" else ("pad",):
+            for baseline in args.baselines if method != "gradient_x_input" else ("pad",):
                 drop = deletion_test(predictor, explained(method, baseline))
                 cells = [" / ".join(f"{drop[f'{kind}{k}']:.3f}" for k in KS) for kind in ("top", "random")]
                 ratio = " / ".join(f"{drop[f'ratio{k}']:.1f}x" for k in KS)
                 seconds = explained.seconds[(method, baseline, N_STEPS)]
-                print(f"| {dataset} | {method} | {baseline} | {cells[0]} | {cells[1]} | {ratio} | {seconds:.0f} |")
+                print(
+                    f"| {dataset} | {method} | {baseline} | {cells[0]} | {cells[1]} | {ratio} | {seconds:.0f} |",
+                    flush=True,
+                )
         for steps in args.n_steps:
-            for baseline in ("pad", "mask"):
+            for baseline in args.baselines:
                 rows.append(
                     (dataset, steps, baseline, completeness(explained("integrated_gradients", baseline, steps)))
                 )
@@ -215,6 +218,7 @@ def main() -> None:
     parser.add_argument("--speed-texts", type=int, default=200)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--n-steps", nargs="+", type=int, default=[16, N_STEPS, 64], help="for completeness")
+    parser.add_argument("--baselines", nargs="+", default=["pad", "mask"], choices=("pad", "mask"))
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--window-length", type=int, default=128, help="the long document's windows, in tokens")

@@ -54,12 +54,23 @@ def test_python_dash_m_textclf_runs_the_same_functions_as_the_installed_scripts(
 def test_python_dash_m_textclf_lists_and_runs_the_commands(tmp_path: Path) -> None:
     listed = subprocess.run([sys.executable, "-m", "textclf", "--help"], capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0
-    for command in ("train", "eval", "predict", "export", "serve", "sweep", "sweep-summary", "audit", "select"):
+    for command in (
+        "train",
+        "eval",
+        "predict",
+        "explain",
+        "export",
+        "serve",
+        "sweep",
+        "sweep-summary",
+        "audit",
+        "select",
+    ):
         assert f"\n  {command} " in listed.stdout
     unknown = subprocess.run([sys.executable, "-m", "textclf", "trian"], capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == "textclf: error: no command 'trian' (commands: " + (
-        "train, eval, predict, export, serve, sweep, sweep-summary, audit, select)"
+        "train, eval, predict, explain, export, serve, sweep, sweep-summary, audit, select)"
     )
     summary = subprocess.run(
         [sys.executable, "-m", "textclf", "sweep-summary", str(tmp_path / "none")], capture_output=True, text=True

@@ -157,12 +157,12 @@ def test_every_class_and_function_reads_in_one_screen() -> None:
     assert not too_long
 
 
-def test_predict_export_eval_and_select_never_import_lightning_and_only_eval_torchmetrics() -> None:
+def test_predict_explain_export_eval_and_select_never_import_lightning_and_only_eval_torchmetrics() -> None:
     code = (
         "import json, sys\n"
         "loaded = {}\n"
-        "for module in ('textclf.commands.predict', 'textclf.commands.export', 'textclf.commands.select',\n"
-        "               'textclf.commands.evaluate'):\n"
+        "for module in ('textclf.commands.predict', 'textclf.commands.export', 'textclf.commands.explain',\n"
+        "               'textclf.commands.select', 'textclf.commands.evaluate'):\n"
         "    __import__(module)\n"
         "    loaded[module] = sorted({name.split('.')[0] for name in sys.modules})\n"
         "print(json.dumps(loaded))\n"
@@ -174,6 +174,7 @@ def test_predict_export_eval_and_select_never_import_lightning_and_only_eval_tor
     for module, absent in (
         ("textclf.commands.predict", (*LIGHTNING, "torchmetrics")),
         ("textclf.commands.export", (*LIGHTNING, "torchmetrics")),
+        ("textclf.commands.explain", (*LIGHTNING, "torchmetrics", "captum")),  # captum when explaining
         ("textclf.commands.evaluate", LIGHTNING),  # evaluation computes metrics: torchmetrics is its business
         ("textclf.commands.select", (*LIGHTNING, "torchmetrics")),
     ):

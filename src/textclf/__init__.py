@@ -30,6 +30,7 @@ API = {
     "TrainedClassifier": "textclf.model.trained",
     "load_trained": "textclf.model.loading",
     "Predictor": "textclf.inference.predictor",
+    "explain_texts": "textclf.inference.explanation",
     # what a user's mistake raises: one line naming the file, row, key or checkpoint
     "TextclfError": "textclf.errors",
     "DataError": "textclf.errors",

@@ -7,6 +7,7 @@ COMMANDS = {
     "train": ("textclf.commands.train", "main", "fit, validate and test a classifier"),
     "eval": ("textclf.commands.evaluate", "main", "evaluate a checkpoint on a split: metrics, report, pictures"),
     "predict": ("textclf.commands.predict", "main", "predict labels or scores for a file of texts"),
+    "explain": ("textclf.commands.explain", "main", "token attributions: which words made it predict that"),
     "export": ("textclf.commands.export", "main", "export a checkpoint: Hugging Face directory or ONNX"),
     "serve": ("textclf.commands.serve", "main", "serve a checkpoint over HTTP (Hugging Face's inference protocol)"),
     "sweep": ("textclf.commands.sweep", "main", "hyper-parameter search with Optuna over textclf-train runs"),

@@ -6,7 +6,8 @@ people look at.
 Writes to its run dir: `metrics.json` (with the expected calibration error, before and after the
 checkpoint's temperature when it has one), `per_class.csv` and `per_class.md` (precision, recall, F1 and
 support per label), `confusion_matrix.png` and `reliability_diagram.png` (also logged to TensorBoard), and
-`misclassified.csv`; for regression `metrics.json`, `errors.csv` and `predicted_vs_true.png` (also logged).
+`misclassified.csv` with `misclassified.html` (the most confident mistakes, each with the tokens that made
+it: `explain_misclassified`); for regression `metrics.json`, `errors.csv` and `predicted_vs_true.png` (also logged).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from textclf.atomic import write_atomically, write_json_atomically
 from textclf.data import splits
 from textclf.data.labels import LabelSet, Scores
 from textclf.errors import DataError
+from textclf.inference.explaining import write_misclassified_page
 from textclf.inference.predictor import Predictor
 from textclf.log import log
 from textclf.model import calibration
@@ -124,19 +126,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     truth = targets.astype(bool) if task.multi_label else np.eye(len(names), dtype=bool)[targets]
     report = per_class_report(predicted, truth, names)
 
-    wrong = np.flatnonzero((predicted != truth).any(1))
-    misclassified = pd.DataFrame(
-        {
-            "text": frame["text"].iloc[wrong].tolist(),
-            "true": ["|".join(np.array(names)[truth[i]]) for i in wrong],
-            "predicted": ["|".join(np.array(names)[predicted[i]]) for i in wrong],
-            "probability": [float(probabilities[i][predicted[i]].max()) if predicted[i].any() else 0.0 for i in wrong],
-        }
-    ).sort_values("probability", ascending=False)
-
     write_atomically(output_dir / "per_class.csv", lambda path: report.to_csv(path, index=False))
     write_atomically(output_dir / "per_class.md", lambda path: path.write_text(report.to_markdown(index=False) + "\n"))
-    write_atomically(output_dir / "misclassified.csv", lambda path: misclassified.to_csv(path, index=False))
+    write_misclassified(
+        output_dir, frame, predicted, truth, probabilities, predictor, cfg.get("explain_misclassified", 0)
+    )
     figures = {"reliability_diagram": reliability}
     if not task.multi_label:
         confusion = np.zeros((len(names), len(names)), dtype=np.int64)
@@ -145,6 +139,36 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_pictures(output_dir, cfg.split, figures, metrics)
     log.info(report.to_markdown(index=False))
     return finish(cfg, output_dir, metrics, len(frame))
+
+
+def write_misclassified(
+    output_dir: Path,
+    frame: pd.DataFrame,
+    predicted: np.ndarray,
+    truth: np.ndarray,
+    probabilities: np.ndarray,
+    predictor: Predictor,
+    explained: int,
+) -> None:
+    """`misclassified.csv`, the most confident mistakes first, and `misclassified.html`: the first `explained`
+    of them with the tokens that made each."""
+    names = np.array(list(predictor.id2label.values()))
+    wrong = np.flatnonzero((predicted != truth).any(1))
+    misclassified = pd.DataFrame(
+        {
+            "text": frame["text"].iloc[wrong].tolist(),
+            "true": ["|".join(names[truth[i]]) for i in wrong],
+            "predicted": ["|".join(names[predicted[i]]) for i in wrong],
+            "probability": [float(probabilities[i][predicted[i]].max()) if predicted[i].any() else 0.0 for i in wrong],
+        }
+    ).sort_values("probability", ascending=False)
+    write_atomically(output_dir / "misclassified.csv", lambda path: misclassified.to_csv(path, index=False))
+    mistakes = wrong[misclassified.index[:explained]]
+    if len(mistakes):
+        texts = frame["text"].iloc[mistakes].tolist()
+        pairs = frame["text_pair"].iloc[mistakes].tolist() if predictor.pairs else None
+        true = misclassified["true"].iloc[: len(mistakes)].tolist()
+        write_misclassified_page(output_dir / "misclassified.html", predictor.model, texts, pairs, true)
 
 
 def write_pictures(output_dir: Path, split: str, figures: dict[str, Any], metrics: dict[str, float]) -> None:

@@ -148,11 +148,16 @@ def test_every_class_and_function_reads_in_one_screen() -> None:
 
 
 def test_predict_export_and_eval_never_import_lightning_and_only_eval_torchmetrics() -> None:
+    # each command module, then the module of the function it runs once its settings passed their check
     code = (
         "import json, sys\n"
         "loaded = {}\n"
-        "for module in ('textclf.commands.predict', 'textclf.commands.export', 'textclf.commands.evaluate'):\n"
+        "for module, runs in (('textclf.commands.predict', 'textclf.inference.prediction'),\n"
+        "        ('textclf.commands.export', 'textclf.export.exporter'),\n"
+        "        ('textclf.commands.evaluate', 'textclf.inference.evaluation')):\n"
         "    __import__(module)\n"
+        "    loaded[module + ':settings'] = sorted({name.split('.')[0] for name in sys.modules})\n"
+        "    __import__(runs)\n"
         "    loaded[module] = sorted({name.split('.')[0] for name in sys.modules})\n"
         "print(json.dumps(loaded))\n"
     )
@@ -160,6 +165,8 @@ def test_predict_export_and_eval_never_import_lightning_and_only_eval_torchmetri
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout)
     assert "torch" in loaded["textclf.commands.predict"]  # the check sees what was imported
+    # the settings are checked before torch is imported: a mistake costs no import of it
+    assert "torch" not in loaded["textclf.commands.predict:settings"]
     for module, absent in (
         ("textclf.commands.predict", (*LIGHTNING, "torchmetrics")),
         ("textclf.commands.export", (*LIGHTNING, "torchmetrics")),

@@ -14,7 +14,7 @@ import typing
 from collections.abc import Iterator
 from typing import Any
 
-from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
@@ -141,9 +141,7 @@ def composition_error_line(error: Exception, keys: list[str]) -> str:
         return unknown_key_line(str(cause.full_key), keys)
     if isinstance(error, MissingConfigException):
         return missing_config_line(error)
-    if isinstance(error, (ConfigCompositionException, OverrideParseException)):
-        return first_line(error)
-    return first_line(error)
+    return first_line(error)  # e.g. an override Hydra cannot parse, or `+key=` for a key the config has
 
 
 def type_error_line(cause: ValidationError) -> str:

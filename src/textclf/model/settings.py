@@ -72,6 +72,22 @@ def is_class_weights(value: Any) -> bool:
 
 
 @dataclass
+class PartialSettings:
+    """`model.scheduler`: a function the LightningModule calls with the rest of its arguments
+    (`_partial_`); another one's own arguments are added with `+model.scheduler.…`."""
+
+    _target_: str = setting()
+    _partial_: bool = setting()
+
+
+@dataclass
+class OptimizerSettings(PartialSettings):
+    """`model.optimizer`: AdamW by default; `fused` (null: torch's choice) where the optimizer has it."""
+
+    fused: bool | None = setting()
+
+
+@dataclass
 class ModelSettings:
     """conf/model: the LightningModule's settings (loss, metrics, optimization) and the network under `net`."""
 
@@ -89,8 +105,8 @@ class ModelSettings:
         Rule("balanced, or a list of one weight ≥ 0 per label, or null", is_class_weights, "not allowed", True)
     )
     compile: bool = setting()
-    optimizer: Any = setting()
-    scheduler: Any = setting()
+    optimizer: OptimizerSettings = setting()
+    scheduler: PartialSettings = setting()
 
 
 register("model", ModelSettings)

@@ -109,6 +109,25 @@ class ProgressLogSettings:
 
 
 @dataclass
+class LearningRateMonitorSettings:
+    _target_: str = setting()
+    logging_interval: str | None = setting(one_of(("step", "epoch"), optional=True))
+
+
+@dataclass
+class ModelSummarySettings:
+    _target_: str = setting()
+    max_depth: int = setting(whole(-1, note="-1: every layer"))
+
+
+@dataclass
+class CallbackSettings:
+    """A callback that takes no settings here."""
+
+    _target_: str = setting()
+
+
+@dataclass
 class TestReportSettings:
     _target_: str = setting()
     max_examples: int = setting(whole(0))
@@ -121,12 +140,12 @@ class CallbacksSettings:
     model_checkpoint: ModelCheckpointSettings | None = setting()
     last_checkpoint: LastCheckpointSettings | None = setting()
     early_stopping: EarlyStoppingSettings | None = setting()
-    learning_rate_monitor: Any = setting()
-    model_summary: Any = setting()
-    progress_bar: Any = setting()
+    learning_rate_monitor: LearningRateMonitorSettings | None = setting()
+    model_summary: ModelSummarySettings | None = setting()
+    progress_bar: CallbackSettings | None = setting()
     progress_log: ProgressLogSettings | None = setting()
-    confusion_matrix: Any = setting()
-    predicted_vs_true: Any = setting()
+    confusion_matrix: CallbackSettings | None = setting()
+    predicted_vs_true: CallbackSettings | None = setting()
     test_report: TestReportSettings | None = setting()
 
 

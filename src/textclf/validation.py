@@ -106,7 +106,7 @@ def refused_values(node: DictConfig, prefix: str = "") -> Iterator[str]:
             yield from refused_values(child, f"{full_key}.")
             continue
         rule = rule_of(schema, str(key))
-        if rule is None:
+        if rule is None or child._is_interpolation():  # `${data.task}` is checked where it points
             continue
         try:
             value = node[key]

@@ -64,6 +64,20 @@ def test_python_defaults_are_the_yaml_defaults_or_absent(node: str, tmp_path: Pa
         )
 
 
+@pytest.mark.parametrize("node", TARGETS)
+def test_the_schema_declares_exactly_the_yaml_keys(node: str) -> None:
+    """Code, schema and YAML agree: the test above holds the code to the YAML's defaults, this one the schema
+    to the YAML's keys (composition refuses a YAML key the schema lacks; a schema key the YAML lacks would be
+    a missing value)."""
+    from dataclasses import fields
+
+    from textclf.config import composed
+
+    section = OmegaConf.select(composed("train", ["data=files"]), node)
+    schema = OmegaConf.get_type(section)
+    assert {field.name for field in fields(schema)} == set(section), node
+
+
 def test_a_redirected_run_prints_progress_lines_and_keeps_its_messages_in_train_log(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

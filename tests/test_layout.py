@@ -18,7 +18,7 @@ import textclf
 PACKAGE = Path(textclf.__file__).parent
 # the layers above the Lightning boundary: training itself, the sweep that runs it, and their commands
 MAY_USE_LIGHTNING = ("textclf.training", "textclf.commands.train", "textclf.commands.sweep")
-MAY_USE_TRAINING = (*MAY_USE_LIGHTNING, "textclf.sweep", "textclf.curation.audit")
+MAY_USE_TRAINING = (*MAY_USE_LIGHTNING, "textclf.sweep", "textclf.curation.audit", "textclf.curation.settings")
 MAY_USE_COMMANDS = ("textclf.commands", "textclf.__main__")
 MAX_CLASS_LINES, MAX_FUNCTION_LINES = 150, 60
 # each layer imports only those below it (docs/layout.md); the top-level modules are leaves every layer shares
@@ -158,12 +158,18 @@ def test_every_class_and_function_reads_in_one_screen() -> None:
 
 
 def test_predict_explain_export_eval_and_select_never_import_lightning_and_only_eval_torchmetrics() -> None:
+    # each command module, then the module of the function it runs once its settings passed their check
     code = (
         "import json, sys\n"
         "loaded = {}\n"
-        "for module in ('textclf.commands.predict', 'textclf.commands.export', 'textclf.commands.explain',\n"
-        "               'textclf.commands.select', 'textclf.commands.evaluate'):\n"
+        "for module, runs in (('textclf.commands.predict', 'textclf.inference.prediction'),\n"
+        "        ('textclf.commands.export', 'textclf.export.exporter'),\n"
+        "        ('textclf.commands.explain', 'textclf.inference.explaining'),\n"
+        "        ('textclf.commands.select', 'textclf.curation.selection'),\n"
+        "        ('textclf.commands.evaluate', 'textclf.inference.evaluation')):\n"
         "    __import__(module)\n"
+        "    loaded[module + ':settings'] = sorted({name.split('.')[0] for name in sys.modules})\n"
+        "    __import__(runs)\n"
         "    loaded[module] = sorted({name.split('.')[0] for name in sys.modules})\n"
         "print(json.dumps(loaded))\n"
     )
@@ -171,6 +177,8 @@ def test_predict_explain_export_eval_and_select_never_import_lightning_and_only_
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout)
     assert "torch" in loaded["textclf.commands.predict"]  # the check sees what was imported
+    # the settings are checked before torch is imported: a mistake costs no import of it
+    assert "torch" not in loaded["textclf.commands.predict:settings"]
     for module, absent in (
         ("textclf.commands.predict", (*LIGHTNING, "torchmetrics")),
         ("textclf.commands.export", (*LIGHTNING, "torchmetrics")),

@@ -26,6 +26,7 @@ from textclf.model.lora import merge_lora
 from textclf.model.network import build_network
 from textclf.model.trained import TrainedClassifier
 from textclf.running import run_command
+from textclf.validation import SettingsError
 
 pytest.importorskip("captum")
 
@@ -179,23 +180,15 @@ def test_unknown_targets_and_methods_are_one_line_errors(toy_model, trained_toy,
         explain_texts(toy_model, ["a good film"], target="neutral")
     source = tmp_path / "texts.txt"
     source.write_text("a good film\n")
-    for override, message in (
-        ("method=shap", "textclf: error: method='shap' is not an attribution method (integrated_gradients, "),
-        ("target=neutral", "textclf: error: target='neutral' is not a label of this model"),
-    ):
-        cfg = compose_cfg(
-            tmp_path / "x",
-            None,
-            f"ckpt_path={best_checkpoint(trained_toy)}",
-            f"input={source}",
-            f"output={tmp_path / 'out.jsonl'}",
-            override,
-            config="explain",
-        )
-        with pytest.raises(SystemExit) as exit_code:
-            run_command(explain, cfg)
-        error = capsys.readouterr().err.strip().splitlines()
-        assert exit_code.value.code == 2 and len(error) == 1 and error[0].startswith(message)
+    settings = (f"ckpt_path={best_checkpoint(trained_toy)}", f"input={source}", f"output={tmp_path / 'out.jsonl'}")
+    with pytest.raises(SettingsError, match=r"method: 'shap' is not a choice \(integrated_gradients, gradient_x_input"):
+        compose_cfg(tmp_path / "x", None, *settings, "method=shap", config="explain")  # the schema, before any work
+    cfg = compose_cfg(tmp_path / "x", None, *settings, "target=neutral", config="explain")
+    with pytest.raises(SystemExit) as exit_code:
+        run_command(explain, cfg)
+    error = capsys.readouterr().err.strip().splitlines()
+    assert exit_code.value.code == 2 and len(error) == 1
+    assert error[0].startswith("textclf: error: target='neutral' is not a label of this model")
     assert not (tmp_path / "out.jsonl").exists()
 
 

@@ -14,10 +14,11 @@ import pytest
 import torch
 from conftest import LIGHTNING, best_checkpoint, compose_cfg, toy_reviews
 
-from textclf.errors import DataError
+from textclf.errors import DataError, SettingError
 from textclf.inference.prediction import predict
 from textclf.inference.predictor import Predictor
 from textclf.inference.reading import read_texts
+from textclf.inference.writing import output_format
 from textclf.precision import inference_precision, resolve_precision
 
 
@@ -219,13 +220,14 @@ def test_prediction_that_runs_out_of_memory_retries_with_smaller_slices(trained_
 
 
 def test_an_unknown_output_type_is_refused_before_any_work(tmp_path: Path) -> None:
-    cfg = compose_cfg(
-        tmp_path / "p",
-        None,
-        f"ckpt_path={tmp_path / 'never-loaded.ckpt'}",
-        f"input={tmp_path / 'x.txt'}",
-        f"output={tmp_path / 'out.xlsx'}",
-        config="predict",
-    )
-    with pytest.raises(DataError, match=r"out.xlsx: unknown output type '.xlsx'"):
-        predict(cfg)
+    with pytest.raises(SettingError, match=r"^output: '.*out.xlsx' is not an output \(a .csv or .jsonl file"):
+        compose_cfg(
+            tmp_path / "p",
+            None,
+            f"ckpt_path={tmp_path / 'never-loaded.ckpt'}",
+            f"input={tmp_path / 'x.txt'}",
+            f"output={tmp_path / 'out.xlsx'}",
+            config="predict",
+        )
+    with pytest.raises(DataError, match=r"out.xlsx: unknown output type '.xlsx'"):  # predict() called directly
+        output_format(str(tmp_path / "out.xlsx"))

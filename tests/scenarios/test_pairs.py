@@ -108,8 +108,8 @@ def instantiation_error(cfg: DictConfig) -> Exception:
 def test_pair_settings_and_inputs_are_checked_with_one_line(make_cfg, tmp_path: Path, trained_pairs) -> None:
     error = instantiation_error(make_cfg("data=rotten_tomatoes", "data.text_pair_column=b"))
     assert isinstance(error, SettingError) and "rotten_tomatoes' holds single texts" in str(error)
-    error = instantiation_error(make_cfg("data=sentiment_pairs", "data.truncation=head_tail"))
-    assert isinstance(error, DataError) and "head_tail is for single texts" in str(error)
+    with pytest.raises(SettingError, match="^data.truncation: head_tail is for single texts"):
+        make_cfg("data=sentiment_pairs", "data.truncation=head_tail")  # refused before anything is built
     csv = tmp_path / "pairs.csv"
     toy_pairs(20).to_csv(csv, index=False)
     datamodule = instantiate(

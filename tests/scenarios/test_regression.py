@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -124,18 +125,16 @@ def test_huber_loss_is_squared_within_one_standard_deviation_and_linear_beyond()
     [
         (
             ("model.regression_loss=l1", "data.task=regression"),
-            "model.regression_loss must be one of mse, huber, not 'l1'",
+            "model.regression_loss: 'l1' is not a choice (mse, huber)",
         ),
-        (("model.regression_loss=huber",), "model.regression_loss=huber is for data.task=regression"),
+        (("model.regression_loss=huber",), "model.regression_loss: huber is for data.task=regression"),
     ],
 )
 def test_regression_loss_settings_are_checked_with_one_line(make_cfg, tmp_path: Path, overrides, message) -> None:
-    from textclf.training.fit import train
-
     csv = tmp_path / "scores.csv"
     toy_scores(40).to_csv(csv, index=False)
-    with pytest.raises(SettingError, match=message):
-        train(make_cfg("data=files", f"data.train_file={csv}", *overrides))
+    with pytest.raises(SettingError, match=re.escape(message)):
+        make_cfg("data=files", f"data.train_file={csv}", *overrides)
 
 
 @pytest.mark.slow

@@ -93,8 +93,8 @@ def test_the_key_comes_from_the_environment_and_settings_are_checked(tmp_path, m
     assert settings_of(serve_cfg(checkpoints["single"], tmp_path)).api_key == "from-env"
     assert settings_of(serve_cfg(checkpoints["single"], tmp_path, "api_key=given")).api_key == "given"
     for override, message in (
-        ("max_batch_size=0", "max_batch_size must be a positive integer"),
-        ("port=70000", "port"),
+        ("max_batch_size=0", r"max_batch_size: 0 is out of range \(a whole number ≥ 1\)"),
+        ("port=70000", r"port: 70000 is out of range \(a whole number from 0 to 65535; 0: any free port\)"),
     ):
         with pytest.raises(SettingError, match=message):
             settings_of(serve_cfg(checkpoints["single"], tmp_path, override))

@@ -159,7 +159,7 @@ def test_a_failing_grid_job_is_recorded_and_the_others_run(quick_training, tmp_p
     summary = pd.read_csv(sweep_dir / "summary.csv").set_index("model.net.head")
     assert summary.loc[["pooler", "mean"], "status"].eq("complete").all()
     assert summary.loc["max", "status"] == "failed"
-    assert summary.loc["max", "error"] == "model.net.head must be one of native, pooler, cls, mean, not 'max'"
+    assert summary.loc["max", "error"] == "model.net.head: 'max' is not a choice (native, pooler, cls, mean)"
 
 
 @pytest.mark.slow
@@ -343,9 +343,9 @@ def test_pruner_and_launch_settings_are_checked_with_one_line(quick_training, tm
     result = run("sweep", *quick_training, "sweep.pruner=median", "sweep.metric=test/acc", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        "textclf: error: sweep.pruner needs a metric logged at validation (val/...), not 'test/acc'"
+        "textclf: error: sweep.pruner: median needs sweep.metric logged at validation (val/...), not 'test/acc'"
     )
-    result = run("sweep", *quick_training, "trainer.devices=2", "+trainer.strategy=ddp", cwd=tmp_path)
+    result = run("sweep", *quick_training, "trainer.devices=2", "trainer.strategy=ddp", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "textclf: error: textclf-sweep: trainer.devices=2 with trainer.strategy=ddp: a trial on several devices "

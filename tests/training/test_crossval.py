@@ -87,7 +87,9 @@ def test_cross_validation_reports_the_mean_and_spread_and_resumes_at_the_unfinis
 
     bad = command("train", tmp_path, tiny_model_dir, "cv.folds=1", f"hydra.run.dir={tmp_path / 'bad'}")
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1] == "textclf: error: cv.folds must be a whole number of at least 2, not 1"
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "textclf: error: cv.folds: 1 is out of range (a whole number ≥ 2, or null: no cross-validation)"
+    )
 
 
 @pytest.mark.slow

@@ -3,10 +3,10 @@ out-of-fold predictions (`textclf.curation.audit`)."""
 
 from __future__ import annotations
 
-from textclf.curation.audit import audit
 from textclf.running import command_main
 
-main = command_main(audit, "audit")
+# imported once the settings passed their check: a mistake costs no import of torch
+main = command_main("textclf.curation.audit:audit", "audit")
 
 if __name__ == "__main__":
     main()

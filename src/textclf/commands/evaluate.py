@@ -3,10 +3,10 @@ on a split (`textclf.inference.evaluation`)."""
 
 from __future__ import annotations
 
-from textclf.inference.evaluation import evaluate
 from textclf.running import command_main
 
-main = command_main(evaluate, "eval")
+# imported once the settings passed their check: a mistake costs no import of torch
+main = command_main("textclf.inference.evaluation:evaluate", "eval")
 
 if __name__ == "__main__":
     main()

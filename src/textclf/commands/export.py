@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from textclf.export.exporter import export
 from textclf.running import command_main
 
-main = command_main(export, "export")
+# imported once the settings passed their check: a mistake costs no import of torch
+main = command_main("textclf.export.exporter:export", "export")
 
 if __name__ == "__main__":
     main()

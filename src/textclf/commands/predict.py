@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from textclf.inference.prediction import predict
 from textclf.running import command_main
 
-main = command_main(predict, "predict")
+# imported once the settings passed their check: a mistake costs no import of torch
+main = command_main("textclf.inference.prediction:predict", "predict")
 
 if __name__ == "__main__":
     main()

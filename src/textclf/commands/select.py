@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from textclf.curation.selection import select
 from textclf.running import command_main
 
-main = command_main(select, "select")
+# imported once the settings passed their check: a mistake costs no import of torch
+main = command_main("textclf.curation.selection:select", "select")
 
 if __name__ == "__main__":
     main()

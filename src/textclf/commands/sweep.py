@@ -12,13 +12,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from textclf.running import command_main
-from textclf.sweep.space import train_overrides_of
-from textclf.sweep.summary import publish_summary, summarize
 
 
 def sweep_from_command_line(cfg: DictConfig) -> dict[str, Any]:
     """The sweep, its trials trained with the command line's overrides (less the sweep's own)."""
-    from textclf.sweep.study import sweep  # Optuna, torch and Lightning: not for textclf-sweep-summary
+    from textclf.sweep.space import train_overrides_of
+    from textclf.sweep.study import sweep  # Optuna, torch and Lightning: once the settings passed their check
 
     return sweep(cfg, train_overrides_of(list(HydraConfig.get().overrides.task)))
 
@@ -28,6 +27,8 @@ main = command_main(sweep_from_command_line, "sweep")
 
 def summary_main(argv: list[str] | None = None) -> None:
     """Print (and rewrite) the summary of an existing sweep."""
+    from textclf.sweep.summary import publish_summary, summarize  # pandas: not before a sweep's check
+
     parser = argparse.ArgumentParser(prog="textclf-sweep-summary", description=summary_main.__doc__)
     parser.add_argument("sweep_dir", type=Path, help="an Optuna sweep or a Hydra multirun dir")
     sweep_dir = parser.parse_args(argv).sweep_dir

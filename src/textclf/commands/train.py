@@ -8,14 +8,14 @@ from typing import Any
 from omegaconf import DictConfig
 
 from textclf.running import command_main
-from textclf.training.fit import train
 
 
 def optimized_metric(result: tuple[dict[str, Any], dict[str, Any]], cfg: DictConfig) -> float | None:
     return result[0].get(cfg.get("optimized_metric"))
 
 
-main = command_main(train, "train", returns=optimized_metric)
+# imported once the settings passed their check: a mistake costs no import of torch
+main = command_main("textclf.training.fit:train", "train", returns=optimized_metric)
 
 if __name__ == "__main__":
     main()

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from textclf.atomic import write_atomically
 from textclf.curation.pool import Candidates, known_texts
+from textclf.curation.settings import STRATEGIES
 from textclf.errors import DataError, SettingError
 from textclf.inference.embeddings import logits_and_embeddings
 from textclf.inference.predictor import Predictor
@@ -30,7 +31,6 @@ from textclf.inference.progress import TextProgress
 from textclf.inference.reading import count_rows, frame_chunks
 from textclf.log import log
 
-STRATEGIES = ("diverse", "margin", "entropy", "least_confidence", "random")
 OUTPUTS = (".csv", ".jsonl", ".parquet")
 
 

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from textclf.config import plain
 from textclf.data.frames import Splits
+from textclf.data.settings import DATASET_SPLITS
 from textclf.errors import DataError, first_line
 
 
@@ -85,7 +86,7 @@ def load_named_dataset(
         raise DataError(f"{path}: cannot be loaded: {first_line(error)}") from None
 
 
-STANDARD_SPLIT_NAMES = (("train", "train"), ("val", "validation"), ("test", "test"))
+STANDARD_SPLIT_NAMES = tuple(DATASET_SPLITS.items())
 
 
 @dataclass(frozen=True)

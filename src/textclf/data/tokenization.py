@@ -16,18 +16,20 @@ import pandas as pd
 from rich.progress import Progress
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from textclf.errors import DataError
+from textclf.data.settings import PAIR_TRUNCATIONS, TRUNCATIONS
+from textclf.errors import DataError, first_line
 from textclf.pretrained import resolve_pretrained
 
 CACHE_FORMAT = 3  # bump when the cached arrays or the key change meaning
 TOKENIZE_CHUNK = 10_000
-TRUNCATIONS = ("head", "tail", "head_tail")
-PAIR_TRUNCATIONS = ("longest_first", "only_second")
 FULL = "none"  # tokenize_cached's truncation for whole texts (windows.py cuts them after the cache)
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(name_or_path))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(name_or_path))
+    except (OSError, ValueError, KeyError) as error:
+        raise DataError(f"data.tokenizer: {name_or_path}: {first_line(error)}") from None
     if not tokenizer.is_fast:
         raise DataError(f"tokenizer '{name_or_path}' has no fast (Rust) version; textclf needs one")
     return tokenizer

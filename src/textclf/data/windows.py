@@ -12,10 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from textclf.data.settings import AGGREGATIONS, LONG_TEXTS
 from textclf.errors import DataError
-
-LONG_TEXTS = ("truncate", "window")
-AGGREGATIONS = ("mean", "max")
 
 
 def check_windows(

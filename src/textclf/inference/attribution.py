@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from textclf.data.windows import aggregate
+from textclf.inference.settings import EXPLAIN_METHODS, GRADIENT_X_INPUT, INTEGRATED_GRADIENTS
 from textclf.model.trained import TrainedClassifier
 
-INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, OCCLUSION = "integrated_gradients", "gradient_x_input", "occlusion"
-METHODS = (INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, OCCLUSION)
+METHODS = EXPLAIN_METHODS
 
 
 @dataclass

@@ -23,8 +23,9 @@ import torch
 from textclf.data.tokenization import FULL
 from textclf.data.windows import cut_windows, special_tokens
 from textclf.errors import SettingError
-from textclf.inference.attribution import INTEGRATED_GRADIENTS, METHODS, OCCLUSION, Rows, attribute, pad_rows
+from textclf.inference.attribution import METHODS, Rows, attribute, pad_rows
 from textclf.inference.predictor import Predictor, autocast_to, label_names
+from textclf.inference.settings import BASELINES, EXPLAIN_PRECISIONS, INTEGRATED_GRADIENTS, OCCLUSION
 from textclf.inference.token_spans import TokenSpans, token_spans
 from textclf.model.trained import TrainedClassifier
 from textclf.precision import resolve_precision
@@ -35,9 +36,6 @@ PREDICTED, ALL = "predicted", "all"
 N_STEPS = 32
 # rows (texts or windows, times interpolation steps) per forward and backward pass
 BATCH_SIZE = 256
-# the baseline's words: [PAD] (the default, as transformers-interpret and captum's tutorials use it) or [MASK]
-BASELINES = ("pad", "mask")
-PRECISIONS = ("auto", "bf16-mixed", "32-true")
 
 
 def target_indices(target: str, model: TrainedClassifier, probabilities: np.ndarray) -> list[list[int]]:
@@ -97,8 +95,9 @@ class Explainer:
             raise SettingError(f"method='{method}' is not an attribution method ({', '.join(METHODS)})")
         if baseline not in BASELINES:
             raise SettingError(f"baseline='{baseline}' must be one of {', '.join(BASELINES)}")
-        if precision not in PRECISIONS:
-            raise SettingError(f"precision='{precision}' must be one of {', '.join(PRECISIONS)} for explanations")
+        if precision not in EXPLAIN_PRECISIONS:
+            allowed = ", ".join(EXPLAIN_PRECISIONS)
+            raise SettingError(f"precision='{precision}' must be one of {allowed} for explanations")
         if not (isinstance(n_steps, int) and n_steps >= 1 and isinstance(batch_size, int) and batch_size >= 1):
             raise SettingError(f"n_steps and batch_size must be positive integers, not {n_steps!r}, {batch_size!r}")
         self.predictor = Predictor(model, batch_size=64, precision="32-true", device=device)

@@ -21,6 +21,7 @@ from textclf.data.batching import LengthBucketBatchSampler, TokenizedSplit
 from textclf.data.tokenization import FULL, check_truncation, tokenize_cached
 from textclf.data.windows import TextBatchSampler, aggregate, check_windows, cut_windows, special_tokens
 from textclf.errors import CheckpointError, DataError, SettingError
+from textclf.inference.settings import PRECISIONS
 from textclf.log import log
 from textclf.model.loading import load_trained
 from textclf.model.tasks import TUNED, SingleLabel
@@ -31,7 +32,6 @@ if TYPE_CHECKING:  # a training run's LightningModule serves too; Lightning is n
     from textclf.training.lit_module import ClassifierLitModule
 
 BATCH_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-PRECISIONS = ("auto", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "32-true")
 
 
 def pick_device(device: str) -> torch.device:

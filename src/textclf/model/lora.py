@@ -12,7 +12,8 @@ from typing import Any
 
 from torch import nn
 
-PEFT_METHODS = (None, "lora")
+from textclf.model.settings import PEFT_METHODS
+
 # rank, scaling numerator, dropout on the adapters' input; target_modules null: peft's default for the
 # architecture (BERT: query and value; DistilBERT: q_lin and v_lin; DeBERTa-v2: query_proj and value_proj; ...)
 LORA_DEFAULTS = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": None}

@@ -10,20 +10,23 @@ memory levers (LoRA, gradient checkpointing). The LightningModule (`training/lit
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import torch
+import transformers
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING, MODEL_MAPPING
 
+from textclf.errors import SettingError, first_line
 from textclf.log import log
 from textclf.model import speedups
 from textclf.model.lora import LORA_DEFAULTS, add_lora, lora_settings
+from textclf.model.settings import FROZEN_EMBEDDINGS, HEADS
 from textclf.pretrained import resolve_pretrained
 
-HEADS = ("native", "pooler", "cls", "mean")
 # the config keys through which architectures set their dropout: on attention probabilities, on hidden
 # states, and in their classification head (BERT's names first, then DistilBERT's, ALBERT's, ...)
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
@@ -238,10 +241,9 @@ def check_choices(head: str, freeze_embeddings: str) -> None:
     """The settings that name one of a few choices, checked before anything is downloaded or loaded."""
     if head not in HEADS:
         raise ValueError(f"model.net.head must be one of {', '.join(HEADS)}, not '{head}'")
-    if freeze_embeddings not in speedups.FROZEN_EMBEDDINGS:
+    if freeze_embeddings not in FROZEN_EMBEDDINGS:
         raise ValueError(
-            f"model.net.freeze_embeddings must be one of {', '.join(speedups.FROZEN_EMBEDDINGS)}, "
-            f"not '{freeze_embeddings}'"
+            f"model.net.freeze_embeddings must be one of {', '.join(FROZEN_EMBEDDINGS)}, not '{freeze_embeddings}'"
         )
 
 
@@ -252,7 +254,22 @@ def load_config(
     the one a checkpoint carries, `model_config`."""
     if location is None:
         return AutoConfig.for_model(**model_config)
-    return AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code, num_labels=num_labels)
+    try:
+        return AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code, num_labels=num_labels)
+    except (OSError, ValueError, KeyError) as error:
+        raise SettingError(f"model.net.pretrained: {unloadable(location, error)}") from None
+
+
+def unloadable(location: str, error: BaseException) -> str:
+    """Why transformers could not read a model's config, in a line: an architecture it does not know (a
+    newer model than this transformers), or what it said."""
+    kind = re.search(r"model type `([^`]+)`", str(error))
+    if kind:
+        return (
+            f"{location} is a '{kind.group(1)}' model, an architecture transformers {transformers.__version__} "
+            "cannot build (upgrade transformers, or choose another model)"
+        )
+    return f"{location}: {first_line(error)}"
 
 
 def encoder_of(model: PreTrainedModel, head: str, pretrained: str) -> PreTrainedModel:

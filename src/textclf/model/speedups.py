@@ -149,7 +149,6 @@ def first_token_last_layer(encoder: nn.Module) -> bool:
 
 # what of the embedding block stays as pretrained: nothing, the word matrix (half of MiniLM's weights), or
 # all of it (also position and token-type embeddings and their LayerNorm: then layer 0 needs no input gradient)
-FROZEN_EMBEDDINGS = ("none", "word", "all")
 
 
 def freeze_embeddings(encoder: nn.Module, which: str) -> bool:

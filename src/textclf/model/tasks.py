@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from textclf.data.settings import TASKS
 from textclf.errors import SettingError
+from textclf.model.settings import REGRESSION_LOSSES, TUNED
 
 if TYPE_CHECKING:
     from torchmetrics import MetricCollection
 
 # precision and recall are reported for the test only
 TEST_ONLY = ("precision", "recall")
-TASKS = ("classification", "regression")
-TUNED = "tuned"  # model.threshold=tuned: one threshold per label, tuned on validation (calibration.py)
 
 
 def stage_metrics(
@@ -153,9 +153,6 @@ class MultiLabel(SingleLabel):
             "recall": (MultilabelRecall, "macro"),
         }
         return stage_metrics(kinds, stage, self.num_labels, threshold=0.5)
-
-
-REGRESSION_LOSSES = ("mse", "huber")
 
 
 class StandardizedLoss(nn.Module):

@@ -37,6 +37,7 @@ from textclf.sweep.space import search_space
 from textclf.sweep.summary import SWEEP_FILE, publish_summary, study_rows, write_study_figures, write_summary
 from textclf.training.fit import train
 from textclf.training.pruning import TrialPruning, make_pruner
+from textclf.validation import checked
 
 
 def run_trial(
@@ -55,7 +56,7 @@ def run_trial(
         f"paths.output_dir={run_dir}",
         f"run_group={group}",  # the trials' runs in MLflow or W&B are grouped by the study
     ]
-    metrics, _ = train(hydra.compose("train", overrides=overrides), callbacks=callbacks)
+    metrics, _ = train(checked(hydra.compose("train", overrides=overrides)), callbacks=callbacks)
     return metrics
 
 

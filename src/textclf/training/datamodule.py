@@ -17,6 +17,7 @@ from textclf.data import batching, splits
 from textclf.data.batching import LengthBucketBatchSampler, TokenizedSplit
 from textclf.data.frames import Splits
 from textclf.data.labels import LabelSet, Scores
+from textclf.data.settings import DATASET_SPLITS
 from textclf.data.sources import Source
 from textclf.data.tokenization import FULL, check_truncation, load_tokenizer, tokenize_cached
 from textclf.data.windows import TextBatchSampler, check_windows, cut_windows, special_tokens
@@ -70,7 +71,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         revision: str | None = None,
         from_disk: str | None = None,
         trust_remote_code: bool = False,
-        splits: dict[str, str | None] | None = None,
+        splits: Mapping[str, str | None] | None = DATASET_SPLITS,
         labels: list[str] | None = None,
         fold: int | None = None,
         folds: int | None = None,
@@ -79,7 +80,7 @@ class TextClassificationDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         # plain values in the hyper-parameters: checkpoints are read back with weights_only
-        data_files, splits = plain(data_files), plain(splits)
+        data_files, splits = plain(data_files), dict(plain(splits)) if splits is not None else None
         self.save_hyperparameters(logger=False)
         check_long_text_settings(self.hparams)
         self.source = Source.from_settings(self.hparams)  # checks the name before any work

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from textclf.atomic import remove_partial_files, write_json_atomically
 from textclf.log import log
-from textclf.model.tasks import TUNED, check_task_settings
+from textclf.model.tasks import TUNED
 from textclf.precision import resolve_precision
 from textclf.run_dirs import resume_checkpoint
 from textclf.training import trackers
@@ -78,7 +78,6 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[dict[s
 
 def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
     """One run: fit, test the best checkpoint, write `metrics.json`."""
-    check_settings(cfg)  # before any work
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -91,18 +90,6 @@ def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) ->
     metrics |= evaluate_best(cfg, trainer, datamodule, model, best_path)
     write_results(cfg, trainer, metrics, output_dir, best_path)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
-
-
-def check_settings(cfg: DictConfig) -> None:
-    """The task's settings checked together, so that a contradiction fails before any data is read."""
-    model_cfg = cfg.model
-    check_task_settings(
-        model_cfg.get("threshold", 0.5),
-        model_cfg.get("calibrate", False),
-        cfg.data.get("multi_label", False),
-        cfg.data.get("task", "classification"),
-        model_cfg.get("regression_loss", "mse"),
-    )
 
 
 def data_and_model(cfg: DictConfig) -> tuple[TextClassificationDataModule, ClassifierLitModule]:

@@ -12,8 +12,7 @@ from typing import Any
 import lightning as L
 
 from textclf.log import duration, log
-
-WHEN = ("auto", "always", "never")
+from textclf.training.settings import WHEN
 
 
 class ProgressLog(L.Callback):

@@ -15,8 +15,7 @@ import lightning as L
 import optuna
 
 from textclf.errors import SettingError
-
-PRUNERS = ("none", "median", "successive_halving", "hyperband")
+from textclf.training.settings import PRUNERS
 
 
 def make_pruner(name: str, settings: Mapping[str, Any] | None = None) -> optuna.pruners.BasePruner:

@@ -1,6 +1,6 @@
 """Crash-safe checkpoints, so that a resumed run ends with the same numbers as one that never stopped:
-checkpoints are written atomically (a kill mid-write leaves the previous one whole), the random state travels
-in the checkpoint and comes back at the first training batch after the resume, `last.ckpt` is written often
+checkpoints are written atomically (a kill mid-write leaves the previous one whole), every rank's random state
+travels in the checkpoint and comes back at the first training batch after the resume, `last.ckpt` is written often
 enough to lose little, and a checkpoint is checked to fit the run before fitting goes on from it.
 Finding the run dir to resume is `textclf.run_dirs`; the data module keeps the dataloader's position.
 """
@@ -32,10 +32,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class RandomStateCheckpoint(L.Callback):
-    """Saves torch's random state (CPU and CUDA) with each checkpoint and restores it right before the
-    first training batch after a resume, so dropout draws the same masks as in an uninterrupted run.
-    (Restoring it when the checkpoint loads would be too early: sanity validation and model building
-    come in between.) The dataloaders draw from their own generator, never from this state."""
+    """Saves torch's random state (CPU and CUDA) of every rank with each checkpoint and restores each rank's
+    own right before the first training batch after a resume, so dropout draws the same masks on every rank
+    as in an uninterrupted run. (Only rank 0 writes the checkpoint: the ranks' states are gathered into it.
+    Restoring them when the checkpoint loads would be too early: sanity validation and model building come
+    in between.) The dataloaders draw from their own generator, never from this state."""
 
     def __init__(self) -> None:
         self.pending: dict[str, Any] | None = None
@@ -44,10 +45,16 @@ class RandomStateCheckpoint(L.Callback):
         state = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state()
-        return state
+        if not distributed():
+            return state
+        ranks: list[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(ranks, state)  # every rank builds the checkpoint; rank 0 writes it
+        return {**ranks[0], "ranks": ranks}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.pending = state_dict
+        ranks = state_dict.get("ranks")  # a checkpoint of one process, or of another number of them: rank 0's
+        rank = torch.distributed.get_rank() if distributed() else 0
+        self.pending = ranks[rank] if ranks and rank < len(ranks) else state_dict
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -58,6 +65,10 @@ class RandomStateCheckpoint(L.Callback):
         if "cuda" in self.pending and torch.cuda.is_available():
             torch.cuda.set_rng_state(self.pending["cuda"])
         self.pending = None
+
+
+def distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 class LastCheckpoint(Checkpoint):

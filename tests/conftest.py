@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,22 +57,36 @@ FILLER = ["the", "movie", "film", "plot", "was", "a", "really", "story", "acting
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER, "##s", "!"]
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised 2-layer BERT with a 40-word WordPiece vocabulary, saved like a hub model."""
-    directory = tmp_path_factory.mktemp("tiny-bert")
+# a real headless Chromium for the pages' tests (Debian's chromium; .ci/run installs it), without the
+# background connections a closed network refuses
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def save_tiny_bert(directory: Path, **config: float) -> Path:
+    """A randomly initialised 2-layer BERT with a 40-word WordPiece vocabulary, saved like a hub model;
+    `config` overrides BertConfig's defaults (e.g. initializer_range)."""
     # transformers 5 takes `vocab=` (a dict or a path); its old `vocab_file=` is ignored: every token [UNK]
     BertTokenizer(vocab={word: index for index, word in enumerate(VOCAB)}).save_pretrained(directory)
-    config = BertConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
+    settings = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    BertModel(BertConfig(vocab_size=len(VOCAB), max_position_embeddings=128, **settings | config)).save_pretrained(
+        directory
     )
-    BertModel(config).save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT of `save_tiny_bert`."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(scope="session")

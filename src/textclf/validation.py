@@ -141,7 +141,11 @@ def composition_error_line(error: Exception, keys: list[str]) -> str:
         return unknown_key_line(str(cause.full_key), keys)
     if isinstance(error, MissingConfigException):
         return missing_config_line(error)
-    return first_line(error)  # e.g. an override Hydra cannot parse, or `+key=` for a key the config has
+    line = first_line(error)  # e.g. an override Hydra cannot parse, or `+key=` for a key the config has
+    if line.startswith("Error merging override "):  # a mapping given for a list, or a list for a mapping
+        key, _, value = line.removeprefix("Error merging override ").partition("=")
+        return f"{key}: {value} is not the kind of value it holds (a value like its default)"
+    return line
 
 
 def type_error_line(cause: ValidationError) -> str:

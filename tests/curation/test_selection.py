@@ -73,9 +73,9 @@ def test_uncertainty_and_the_spread_order() -> None:
 @pytest.mark.slow
 def test_bad_k_empty_pools_and_missing_columns_are_one_line(trained_toy, tmp_path: Path) -> None:
     path, _ = pool_file(trained_toy, tmp_path)
-    with pytest.raises(SettingError, match=r"^k must be a whole number of at least 1, not 0$"):
+    with pytest.raises(SettingError, match=r"^k: 0 is out of range \(a whole number ≥ 1\)$"):
         selected(trained_toy, tmp_path, "x.csv", f"input={path}", "k=0")
-    with pytest.raises(SettingError, match=r"^strategy must be one of diverse, margin"):
+    with pytest.raises(SettingError, match=r"^strategy: 'smart' is not a choice \(diverse, margin"):
         selected(trained_toy, tmp_path, "x.csv", f"input={path}", "strategy=smart")
     (tmp_path / "empty.csv").write_text("body,source_id\n")
     with pytest.raises(DataError, match=r"empty.csv: no texts to rank$"):
@@ -102,4 +102,4 @@ def test_bad_k_empty_pools_and_missing_columns_are_one_line(trained_toy, tmp_pat
         cwd=tmp_path,
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == "textclf: error: k must be a whole number of at least 1, not -3"
+    assert result.stderr.strip().splitlines()[-1] == "textclf: error: k: -3 is out of range (a whole number ≥ 1)"

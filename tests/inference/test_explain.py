@@ -5,7 +5,6 @@ one-line errors, and the HTML page opened in a real headless Chromium."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,8 +12,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import NEGATIVE, POSITIVE, VOCAB, best_checkpoint, compose_cfg, evaluate_on_file, toy_reviews
-from transformers import BertConfig, BertModel, BertTokenizer
+from conftest import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    NEGATIVE,
+    POSITIVE,
+    best_checkpoint,
+    compose_cfg,
+    evaluate_on_file,
+    save_tiny_bert,
+    toy_reviews,
+)
 
 from textclf.data.tokenization import load_tokenizer
 from textclf.errors import SettingError
@@ -62,20 +70,8 @@ def lively_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the words, so a 1 % completeness check means something. (A default tiny BERT predicts nearly the same
     for every text; the trained toy model is too saturated for few steps: 0.002 to 0.998 in the last few
     percent of the path.)"""
-    directory = tmp_path_factory.mktemp("lively-bert")
-    BertTokenizer(vocab={word: index for index, word in enumerate(VOCAB)}).save_pretrained(directory)
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        initializer_range=0.2,
-    )
-    BertModel(config).save_pretrained(directory)
-    return directory
+    return save_tiny_bert(tmp_path_factory.mktemp("lively-bert"), initializer_range=0.2)
 
 
 def scaled_head(model: TrainedClassifier) -> TrainedClassifier:
@@ -192,21 +188,8 @@ def test_unknown_targets_and_methods_are_one_line_errors(toy_model, trained_toy,
     assert not (tmp_path / "out.jsonl").exists()
 
 
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
 def headless(browser: str, profile: Path, *arguments: str) -> subprocess.CompletedProcess:
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-    ]
+    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
     return subprocess.run([browser, *flags, *arguments], capture_output=True, text=True, timeout=120)
 
 
@@ -219,7 +202,7 @@ def test_the_html_page_shows_every_text_with_coloured_tokens_in_chromium(trained
     overrides = (f"ckpt_path={best_checkpoint(trained_toy)}", f"input={source}", f"output={page}", "text_column=review")
     stats = explain(compose_cfg(tmp_path / "x", None, *overrides, "chunk_size=25", config="explain"))
     assert stats["texts"] == 60 and "cdn" not in page.read_text().lower() and "<script src" not in page.read_text()
-    browser = chromium()
+    browser = CHROMIUM
     if browser is None:
         pytest.skip("no Chromium here (.ci/run installs Debian's chromium)")
     dom = headless(browser, tmp_path / "profile", "--dump-dom", page.as_uri()).stdout

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from textclf.data.settings import AGGREGATIONS, MIN_LENGTH, TRUNCATIONS
 from textclf.inference.settings import CHECKPOINT, DEVICE, PRECISIONS
-from textclf.schema import POSITIVE, number, one_of, register, setting, whole
+from textclf.schema import POSITIVE, Rule, number, one_of, register, setting, whole
 
 
 @dataclass
@@ -19,7 +20,9 @@ class ServeSettings:
     host: str = setting()
     port: int = setting(whole(0, 65535, note="0: any free port"))
     api_key: str | None = setting()
-    cors_origins: list[str] = field(default_factory=list)
+    cors_origins: Any = setting(
+        Rule("a list of origins, e.g. [http://localhost:3000]", lambda value: isinstance(value, Sequence))
+    )
     max_batch_size: int = setting(POSITIVE)
     max_wait_ms: float = setting(number(0))
     max_queued_texts: int = setting(POSITIVE)

@@ -29,16 +29,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     """Read, predict and write chunk by chunk (memory bounded whatever the input's size); return counts
     and throughput."""
     output_format(str(cfg.output))
-    predictor = Predictor.from_checkpoint(
-        cfg.ckpt_path,
-        batch_size=cfg.batch_size,
-        max_length=cfg.max_length,
-        truncation=cfg.truncation,
-        precision=cfg.precision,
-        device=cfg.device,
-        quantize=cfg.quantize,
-        window_aggregation=cfg.get("window_aggregation"),
-    )
+    predictor = Predictor.from_settings(cfg, cfg.batch_size)
     source, texts = str(cfg.input), 0
     # the second text of pairs: the column the model was trained with, unless named here
     columns = [cfg.text_column]

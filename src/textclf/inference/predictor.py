@@ -224,6 +224,21 @@ class Predictor:
         warn_of_unfitted(path, model.hparams)
         return cls(model, **options)
 
+    @classmethod
+    def from_settings(cls, cfg: Any, batch_size: int) -> Predictor:
+        """The checkpoint of a command's config with its inference keys (`textclf-predict`'s and
+        `textclf-serve`'s: max_length, truncation, precision, device, quantize, window_aggregation)."""
+        return cls.from_checkpoint(
+            cfg.ckpt_path,
+            batch_size=batch_size,
+            max_length=cfg.max_length,
+            truncation=cfg.truncation,
+            precision=cfg.precision,
+            device=cfg.device,
+            quantize=cfg.quantize,
+            window_aggregation=cfg.get("window_aggregation"),
+        )
+
     @property
     def id2label(self) -> dict[int, str]:
         return self.model.id2label

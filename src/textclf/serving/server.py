@@ -57,16 +57,7 @@ def is_loopback(host: str) -> bool:
 
 
 def load_model(cfg: DictConfig) -> ServedModel:
-    predictor = Predictor.from_checkpoint(
-        cfg.ckpt_path,
-        batch_size=cfg.max_batch_size,
-        max_length=cfg.max_length,
-        truncation=cfg.truncation,
-        precision=cfg.precision,
-        device=cfg.device,
-        quantize=cfg.quantize,
-        window_aggregation=cfg.window_aggregation,
-    )
+    predictor = Predictor.from_settings(cfg, cfg.max_batch_size)
     model = ServedModel(predictor, cfg.ckpt_path)
     model.warm_up()
     return model

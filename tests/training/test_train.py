@@ -350,7 +350,7 @@ def test_training_on_a_gpu_learns_in_16_bit_mixed_precision(make_cfg, toy_csv: P
     assert metrics["test/acc"] >= 0.9, metrics
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_compiled_encoder_trains_and_its_checkpoint_loads_uncompiled(make_cfg, toy_csv: Path) -> None:
     cfg = make_cfg(*toy_training(toy_csv), "model.compile=true", "trainer.max_epochs=2")
     metrics, objects = train(cfg)

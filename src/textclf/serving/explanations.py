@@ -4,9 +4,10 @@ of their own, one at a time (the event loop and the prediction queue go on meanw
 `max_queued` requests wait or run; past that they are refused (503).
 
 The explainer is built at the first request, not at start: a server without captum (the `explain` extra)
-starts and predicts, and answers `/explain` 503 saying what to install. It loads its own fp32 copy of the
-checkpoint, as `textclf-explain` does: the served weights may be 16-bit or int8, and captum hooks the layer
-it attributes at, which a prediction running beside it must not pass through."""
+starts and predicts, and answers `/explain` 503 saying what to install. It loads its own copy of the
+checkpoint with fp32 weights, as `textclf-explain` does: the served weights may be 16-bit or int8, and captum
+hooks the layer it attributes at, which a prediction running beside it must not pass through. It computes in
+fp32 where the predictions are served in fp32, else under `textclf-explain`'s `precision=auto`."""
 
 from __future__ import annotations
 

@@ -71,10 +71,17 @@ def serve_cfg(checkpoint: str, tmp_path: Path, *overrides: str):
 
 # small limits, so that the tests reach them with small requests
 SETTINGS = dict(
-    limits=Limits(max_body_bytes=65536, max_texts_per_request=16, max_chars_per_text=2000),
+    limits=Limits(
+        max_body_bytes=65536,
+        max_texts_per_request=16,
+        max_chars_per_text=2000,
+        max_explain_texts=4,
+        max_explain_steps=64,
+    ),
     max_batch_size=8,
     max_wait_ms=5,
     max_queued_texts=256,
+    max_queued_explanations=8,
     shutdown_seconds=5,
     api_key=None,
     cors_origins=(),
@@ -83,10 +90,10 @@ SETTINGS = dict(
 
 
 class RunningServer:
-    """uvicorn serving an app on a free port in a thread; `url`, and `stop()`."""
+    """uvicorn serving an app on a free port in a thread; `url`, `app`, and `stop()`."""
 
     def __init__(self, app) -> None:
-        self.port = free_port()
+        self.app, self.port = app, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None))
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -12,6 +12,7 @@ the baseline keeps them, so integrated gradients gives them nothing.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,17 +26,48 @@ from textclf.data.windows import cut_windows, special_tokens
 from textclf.errors import SettingError
 from textclf.inference.attribution import METHODS, Rows, attribute, pad_rows
 from textclf.inference.predictor import Predictor, autocast_to, label_names
-from textclf.inference.settings import BASELINES, EXPLAIN_PRECISIONS, INTEGRATED_GRADIENTS, OCCLUSION
+from textclf.inference.settings import (
+    ALL,
+    BASELINES,
+    EXPLAIN_PRECISIONS,
+    INTEGRATED_GRADIENTS,
+    OCCLUSION,
+    PREDICTED,
+)
 from textclf.inference.token_spans import TokenSpans, token_spans
 from textclf.model.trained import TrainedClassifier
 from textclf.precision import resolve_precision
 
-PREDICTED, ALL = "predicted", "all"
+CAPTUM_MISSING = "explanations need captum: pip install 'textclf[explain]'"
 # integrated gradients' interpolation steps (Gauss-Legendre): the attributions of most texts sum to within 1 %
 # of f(text) - f(baseline) at 32 (docs/explain.md#completeness)
 N_STEPS = 32
 # rows (texts or windows, times interpolation steps) per forward and backward pass
 BATCH_SIZE = 256
+
+
+def is_positive(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_method(method: str, n_steps: int) -> None:
+    """A `SettingError` naming the method or step count that cannot be."""
+    if method not in METHODS:
+        raise SettingError(f"method='{method}' is not an attribution method ({', '.join(METHODS)})")
+    if not is_positive(n_steps):
+        raise SettingError(f"n_steps must be a positive integer, not {n_steps!r}")
+
+
+def check_settings(method: str, n_steps: int, batch_size: int, baseline: str, precision: str) -> None:
+    """A `SettingError` naming the first setting of an explainer that cannot be."""
+    check_method(method, n_steps)
+    if baseline not in BASELINES:
+        raise SettingError(f"baseline='{baseline}' must be one of {', '.join(BASELINES)}")
+    if precision not in EXPLAIN_PRECISIONS:
+        allowed = ", ".join(EXPLAIN_PRECISIONS)
+        raise SettingError(f"precision='{precision}' must be one of {allowed} for explanations")
+    if not is_positive(batch_size):
+        raise SettingError(f"batch_size must be a positive integer, not {batch_size!r}")
 
 
 def target_indices(target: str, model: TrainedClassifier, probabilities: np.ndarray) -> list[list[int]]:
@@ -90,16 +122,8 @@ class Explainer:
         try:
             import captum  # noqa: F401
         except ImportError:
-            raise SettingError("explanations need captum: pip install 'textclf[explain]'") from None
-        if method not in METHODS:
-            raise SettingError(f"method='{method}' is not an attribution method ({', '.join(METHODS)})")
-        if baseline not in BASELINES:
-            raise SettingError(f"baseline='{baseline}' must be one of {', '.join(BASELINES)}")
-        if precision not in EXPLAIN_PRECISIONS:
-            allowed = ", ".join(EXPLAIN_PRECISIONS)
-            raise SettingError(f"precision='{precision}' must be one of {allowed} for explanations")
-        if not (isinstance(n_steps, int) and n_steps >= 1 and isinstance(batch_size, int) and batch_size >= 1):
-            raise SettingError(f"n_steps and batch_size must be positive integers, not {n_steps!r}, {batch_size!r}")
+            raise SettingError(CAPTUM_MISSING) from None
+        check_settings(method, n_steps, batch_size, baseline, precision)
         self.predictor = Predictor(model, batch_size=64, precision="32-true", device=device)
         self.model, self.method, self.n_steps, self.batch_size = self.predictor.model, method, n_steps, batch_size
         tokenizer = self.predictor.tokenizer
@@ -109,6 +133,14 @@ class Explainer:
             raise SettingError(f"baseline={baseline}: this model's tokenizer has no {baseline} token")
         autocast = resolve_precision("auto") if precision == "auto" else precision
         self.autocast = torch.bfloat16 if autocast == "bf16-mixed" else None
+
+    def using(self, method: str, n_steps: int) -> Explainer:
+        """This explainer with another method and step count, sharing its model, tokenizer and device: a
+        server takes them per request without loading the model again."""
+        check_method(method, n_steps)
+        other = copy.copy(self)
+        other.method, other.n_steps = method, n_steps
+        return other
 
     @property
     def windows(self) -> bool:

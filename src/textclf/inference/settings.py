@@ -16,6 +16,10 @@ SPLITS = ("train", "val", "test")
 OUTPUTS = ("csv", "jsonl")
 INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, OCCLUSION = "integrated_gradients", "gradient_x_input", "occlusion"
 EXPLAIN_METHODS = (INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, OCCLUSION)
+# what an explanation explains, besides one label by its name: the prediction (multi-label: each label over
+# its threshold) or every label
+PREDICTED, ALL = "predicted", "all"
+EXPLAIN_TARGETS = (PREDICTED, ALL)
 # the baseline's words: [PAD] (the default, as transformers-interpret and captum's tutorials use it) or [MASK]
 BASELINES = ("pad", "mask")
 EXPLAIN_PRECISIONS = ("auto", "bf16-mixed", "32-true")
@@ -101,7 +105,7 @@ class ExplainSettings:
     )
     text_column: str = setting()
     text_pair_column: str | None = setting()
-    target: str = setting(Rule("predicted, all, or one of the model's labels", bool))
+    target: str = setting(Rule(f"{', '.join(EXPLAIN_TARGETS)}, or one of the model's labels", bool))
     method: str = setting(one_of(EXPLAIN_METHODS))
     n_steps: int = setting(POSITIVE)
     baseline: str = setting(one_of(BASELINES))

@@ -1,9 +1,9 @@
-"""The FastAPI application: Hugging Face's text-classification routes (`POST /` and `POST /predict`), health,
-info, Prometheus metrics and the page, behind an optional API key. Requests are read and checked here
-(`protocol`) and predicted through the batching queue; every refusal is JSON `{"error": ...}`.
+"""The FastAPI application: Hugging Face's text-classification routes (`POST /` and `POST /predict`), token
+attributions (`POST /explain`), health, info, Prometheus metrics and the page, behind an optional API key.
+Requests are read and checked here (`protocol`), predicted through the batching queue and explained in the
+explanation thread; every refusal is JSON `{"error": ...}`.
 
-Routes are added by the `*_routes` functions, one per concern, so a new one (an `/explain` route) joins as
-one more function called from `build_app`."""
+Routes are added by the `*_routes` functions, one per concern, each called from `build_app`."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ from starlette.exceptions import HTTPException
 from textclf.errors import first_line
 from textclf.serving.answers import ServedModel
 from textclf.serving.batching import BatchingQueue, Overloaded
+from textclf.serving.explanations import Explanations
 from textclf.serving.metrics import MetricsMiddleware, ServerMetrics
-from textclf.serving.protocol import Limits, RequestError, parse_query
+from textclf.serving.protocol import Limits, RequestError, parse_explain_query, parse_query
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ServerSettings:
     max_batch_size: int
     max_wait_ms: float
     max_queued_texts: int
+    max_queued_explanations: int
     shutdown_seconds: float
     api_key: str | None
     cors_origins: tuple[str, ...]
@@ -42,13 +44,16 @@ class ServerSettings:
 
 
 class Server:
-    """What the routes share: the model, what /info says of it (read once, at start), its queue, the metrics,
-    whether it is ready."""
+    """What the routes share: the model, what /info says of it (read once, at start), its queue, its
+    explanations (their explainer built at the first request), the metrics, whether it is ready."""
 
     def __init__(self, model: ServedModel, settings: ServerSettings) -> None:
         self.model, self.settings, self.metrics = model, settings, ServerMetrics()
         self.info = model.info()
         self.queue: BatchingQueue | None = None
+        self.explanations = Explanations(
+            model.checkpoint, str(model.predictor.device), model.explain_precision, settings.max_queued_explanations
+        )
         self.ready = False
 
     def check_key(self, request: Request) -> None:
@@ -87,11 +92,25 @@ class Server:
             raise RequestError(500, f"the prediction failed: {type(error).__name__}: {first_line(error)}") from None
         return JSONResponse(model.answers(logits, query.top_k, query.function_to_apply))
 
+    async def explain(self, request: Request) -> JSONResponse:
+        model = self.model
+        query = parse_explain_query(await self.read_body(request), self.settings.limits, model.pairs, model.names)
+        if not self.ready:
+            raise RequestError(503, "the server is not ready")
+        return JSONResponse(await self.explanations.explain(query))
+
 
 def prediction_routes(server: Server) -> APIRouter:
     router = APIRouter(dependencies=[Depends(server.check_key)])
     router.add_api_route("/predict", server.predict, methods=["POST"])
     router.add_api_route("/", server.predict, methods=["POST"])
+    return router
+
+
+def explanation_routes(server: Server) -> APIRouter:
+    """`POST /explain`: `textclf-explain`'s records for the inputs of `/predict`, behind the key as it is."""
+    router = APIRouter(dependencies=[Depends(server.check_key)])
+    router.add_api_route("/explain", server.explain, methods=["POST"])
     return router
 
 
@@ -171,9 +190,11 @@ def build_app(model: ServedModel, settings: ServerSettings) -> FastAPI:
         yield
         server.ready = False
         await server.queue.stop(settings.shutdown_seconds)
+        server.explanations.stop()
 
     app = FastAPI(title="textclf", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    for router in (information_routes(server), prediction_routes(server), page_routes(server)):
+    routers = (information_routes(server), prediction_routes(server), explanation_routes(server), page_routes(server))
+    for router in routers:
         app.include_router(router)
     error_handlers(app, server)
     if settings.cors_origins:

@@ -10,7 +10,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # routes are labelled by name; anything else is `other`, so no client can grow the label set
-ROUTES = ("/", "/predict", "/health", "/info", "/metrics", "/ui")
+ROUTES = ("/", "/predict", "/explain", "/health", "/info", "/metrics", "/ui")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 

@@ -23,7 +23,16 @@ from textclf.serving.app import ServerSettings, build_app
 from textclf.serving.protocol import Limits
 
 API_KEY_VARIABLE = "TEXTCLF_API_KEY"
-POSITIVE = ("max_batch_size", "max_queued_texts", "max_body_bytes", "max_texts_per_request", "max_chars_per_text")
+POSITIVE = (
+    "max_batch_size",
+    "max_queued_texts",
+    "max_body_bytes",
+    "max_texts_per_request",
+    "max_chars_per_text",
+    "max_explain_texts",
+    "max_explain_steps",
+    "max_queued_explanations",
+)
 
 
 def settings_of(cfg: DictConfig) -> ServerSettings:
@@ -36,12 +45,19 @@ def settings_of(cfg: DictConfig) -> ServerSettings:
             raise SettingError(f"{key} must be 0 or more, not {cfg[key]}")
     if not 0 <= cfg.port <= 65535:
         raise SettingError(f"port must be between 0 and 65535, not {cfg.port}")
-    limits = Limits(cfg.max_body_bytes, cfg.max_texts_per_request, cfg.max_chars_per_text)
+    limits = Limits(
+        cfg.max_body_bytes,
+        cfg.max_texts_per_request,
+        cfg.max_chars_per_text,
+        cfg.max_explain_texts,
+        cfg.max_explain_steps,
+    )
     return ServerSettings(
         limits,
         max_batch_size=cfg.max_batch_size,
         max_wait_ms=float(cfg.max_wait_ms),
         max_queued_texts=cfg.max_queued_texts,
+        max_queued_explanations=cfg.max_queued_explanations,
         shutdown_seconds=float(cfg.shutdown_seconds),
         api_key=cfg.api_key or os.environ.get(API_KEY_VARIABLE) or None,
         cors_origins=tuple(cfg.cors_origins or ()),

@@ -158,6 +158,7 @@ def gradient_times(model: TrainedClassifier, text: str, label: int, baseline_id:
 def test_gradient_x_input_is_the_gradient_times_the_difference_from_the_baseline(
     lively_model_dir: Path, baseline: str
 ) -> None:
+    torch.manual_seed(0)  # the new head's weights and the [PAD] embedding below
     model = scaled_head(tiny_classifier(lively_model_dir))
     tokenizer = model.tokenizer
     with torch.no_grad():  # a random BERT's [PAD] embedding is zero; a pretrained one's need not be (MiniLM's is not)
@@ -166,13 +167,16 @@ def test_gradient_x_input_is_the_gradient_times_the_difference_from_the_baseline
     texts = toy_reviews(6, seed=7)["text"].tolist()  # of several lengths: padded in one batch
     records = explain_texts(model, texts, method="gradient_x_input", baseline=baseline, precision="32-true")
     assert len({len(record["tokens"]) for record in records}) > 1
-    for text, record in zip(texts, records):
-        expected, times_input = gradient_times(model, text, int(record["target"].removeprefix("label")), baseline_id)
-        scale = np.abs(expected).max()
-        assert scale > 1e-4  # a gradient that says something
+    by_hand = [
+        gradient_times(model, text, int(r["target"].removeprefix("label")), baseline_id)
+        for text, r in zip(texts, records)
+    ]
+    scale = max(np.abs(expected).max() for expected, _ in by_hand)
+    assert scale > 1e-3  # gradients that say something
+    for record, (expected, times_input) in zip(records, by_hand):
         # the records keep 5 significant digits
         np.testing.assert_allclose(record["attributions"], expected, rtol=1e-4, atol=1e-7 * scale)
-        assert np.abs(times_input - expected).max() > 1e-2 * scale  # not the gradient times the input alone
+        assert np.abs(times_input - expected).max() > 1e-2 * np.abs(expected).max()  # not gradient × input alone
 
 
 def test_windows_are_stitched_into_one_attribution_per_token_of_the_whole_text(lively_model_dir: Path) -> None:

@@ -134,6 +134,51 @@ def test_occlusion_finds_the_sentiment_word_and_gradient_x_input_runs(toy_model)
     assert np.mean([token in sentiment_words for token in top]) >= 0.9
 
 
+def gradient_times(model: TrainedClassifier, text: str, label: int, baseline_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """By hand with torch.autograd, the gradient of the label's probability with respect to the text's word
+    embeddings times (input − baseline) (the baseline: [CLS] and [SEP] kept, every other token `baseline_id`)
+    and times the input alone; one number per token between [CLS] and [SEP]."""
+    layer = model.net.encoder.get_input_embeddings()
+    ids = torch.tensor([model.tokenizer(text)["input_ids"]])
+    baseline = ids.clone()
+    baseline[0, 1:-1] = baseline_id
+    embeddings = layer(ids).detach().requires_grad_(True)
+    hook = layer.register_forward_hook(lambda module, inputs, output: embeddings)
+    try:
+        probability = model.task.probabilities(model(ids, torch.ones_like(ids)))[0, label]
+    finally:
+        hook.remove()
+    (gradient,) = torch.autograd.grad(probability, embeddings)
+    with torch.no_grad():
+        difference, alone = (gradient * (embeddings - layer(baseline))), gradient * embeddings
+    return difference.sum(-1)[0, 1:-1].double().numpy(), alone.sum(-1)[0, 1:-1].double().numpy()
+
+
+@pytest.mark.parametrize("baseline", ["pad", "mask"])
+def test_gradient_x_input_is_the_gradient_times_the_difference_from_the_baseline(
+    lively_model_dir: Path, baseline: str
+) -> None:
+    torch.manual_seed(0)  # the new head's weights and the [PAD] embedding below
+    model = scaled_head(tiny_classifier(lively_model_dir))
+    tokenizer = model.tokenizer
+    with torch.no_grad():  # a random BERT's [PAD] embedding is zero; a pretrained one's need not be (MiniLM's is not)
+        model.net.encoder.get_input_embeddings().weight[tokenizer.pad_token_id].normal_(0, 0.2)
+    baseline_id = tokenizer.pad_token_id if baseline == "pad" else tokenizer.mask_token_id
+    texts = toy_reviews(6, seed=7)["text"].tolist()  # of several lengths: padded in one batch
+    records = explain_texts(model, texts, method="gradient_x_input", baseline=baseline, precision="32-true")
+    assert len({len(record["tokens"]) for record in records}) > 1
+    by_hand = [
+        gradient_times(model, text, int(r["target"].removeprefix("label")), baseline_id)
+        for text, r in zip(texts, records)
+    ]
+    scale = max(np.abs(expected).max() for expected, _ in by_hand)
+    assert scale > 1e-3  # gradients that say something
+    for record, (expected, times_input) in zip(records, by_hand):
+        # the records keep 5 significant digits
+        np.testing.assert_allclose(record["attributions"], expected, rtol=1e-4, atol=1e-7 * scale)
+        assert np.abs(times_input - expected).max() > 1e-2 * np.abs(expected).max()  # not gradient × input alone
+
+
 def test_windows_are_stitched_into_one_attribution_per_token_of_the_whole_text(lively_model_dir: Path) -> None:
     windows = {"long_texts": "window", "max_length": 12, "window_stride": 3}
     model = scaled_head(tiny_classifier(lively_model_dir, data=windows))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
+import re
 import subprocess
 import sys
 import zipfile
@@ -85,7 +88,10 @@ def test_training_learns_and_writes_checkpoints_metrics_and_events(trained_toy) 
     assert "test/pr_curve" in events.PluginTagToContent("pr_curves")  # two classes: a precision-recall curve
     panel = events.Tensors("test/misclassified/text_summary")[0].tensor_proto.string_val[0].decode()
     wrong = round((1 - metrics["test/acc"]) * 60)
-    assert panel.startswith(f"{wrong} of 60 test examples misclassified")
+    explained = bool(wrong) and importlib.util.find_spec("captum") is not None  # explain_misclassified: 50
+    assert (run / "misclassified.html").is_file() == explained
+    assert ("`misclassified.html`" in panel.splitlines()[0]) == explained
+    assert panel.splitlines()[2 if explained else 0].startswith(f"{wrong} of 60 test examples misclassified")
 
 
 def test_the_misclassified_panel_lists_the_most_confident_mistakes_with_their_texts() -> None:
@@ -102,6 +108,50 @@ def test_the_misclassified_panel_lists_the_most_confident_mistakes_with_their_te
         "| neg | pos | 0.800 | awful |",
         "| neg | pos | 0.600 | dull plot |",
     ]
+
+
+def test_the_test_report_explains_the_most_confident_mistakes_in_misclassified_html(
+    make_cfg, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    pytest.importorskip("captum")
+    from textclf.training.pictures import TestReport
+
+    frame = toy_reviews(600, seed=8)
+    flipped = frame.index % 10 == 0  # mislabelled rows: the model's confident mistakes on the test split
+    frame.loc[flipped, "label"] = frame.loc[flipped, "label"].map({"positive": "negative", "negative": "positive"})
+    csv = tmp_path / "noisy.csv"
+    frame.to_csv(csv, index=False)
+    cfg, _, objects = fit_toy(
+        make_cfg, csv, "callbacks.early_stopping=null", "callbacks.test_report.explain_misclassified=3"
+    )
+    run = Path(cfg.paths.output_dir)
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    panel = events.Tensors("test/misclassified/text_summary")[0].tensor_proto.string_val[0].decode().splitlines()
+    assert panel[0].startswith("The 3 most confident mistakes with the tokens that made them")
+    assert "`misclassified.html` in the run dir" in panel[0] and f"{run / 'misclassified.html'}`" in panel[0]
+    counts = re.fullmatch(r"(\d+) of 60 test examples misclassified; the (\d+) most confident mistakes:", panel[2])
+    assert counts and int(counts[1]) >= 3 and panel[4] == "| true | predicted | probability | text |"
+    mistakes = [row.strip("| ").split(" | ") for row in panel[6:9]]  # true, predicted, probability, text
+    page = (run / "misclassified.html").read_text()
+    assert page.count("<article") == 3 and page.count('<mark class="') >= sum(len(m[3].split()) for m in mistakes)
+    shown = re.sub(r"<[^>]+>", "", page)  # the texts without their coloured tokens' marks
+    for true, predicted, _, text in mistakes:
+        assert text in shown and f"predicted <b>{predicted}</b>" in page and f"true <b>{true}</b>" in page
+
+    # what the report does without captum, and with the setting 0: nothing, with one line or none
+    (run / "misclassified.html").unlink()
+    trainer, model = objects["trainer"], objects["model"]
+    mistaken = (torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([[0.1, 0.9], [0.8, 0.2]]))
+    assert TestReport(explain_misclassified=0).write_explanations(trainer, None, *mistaken, None) is None
+    monkeypatch.setitem(sys.modules, "captum", None)  # `import captum` fails
+    with caplog.at_level(logging.INFO, logger="textclf"):
+        caplog.clear()
+        test = trainer.datamodule.frames["test"]
+        assert TestReport(explain_misclassified=5).write_explanations(trainer, model, *mistaken, test) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "misclassified.html not written: explanations need captum (pip install 'textclf[explain]')"
+    ]
+    assert not (run / "misclassified.html").exists()
 
 
 def test_the_encoder_fine_tunes_in_train_mode(make_cfg, toy_csv: Path) -> None:

@@ -119,7 +119,8 @@ def attribute(
                 ids, baseline, rows.targets, extra, n_steps=n_steps, internal_batch_size=batch_size
             )
         elif method == GRADIENT_X_INPUT:
-            found = LayerGradientXActivation(scores, layer).attribute(ids, rows.targets, extra)
+            gradient = LayerGradientXActivation(scores, layer, multiply_by_inputs=False)  # the bare gradient
+            found = gradient.attribute(ids, rows.targets, extra) * embedding_difference(layer, ids, baseline)
         else:
             found = occlusion(LayerFeatureAblation(scores, layer), model, rows, ids, baseline, extra)
     attributions = found.detach().float().sum(-1).cpu()
@@ -129,6 +130,16 @@ def attribute(
         targets = torch.tensor(rows.targets, device=device)[:, None]
         change = scores(ids, *extra).gather(1, targets) - scores(baseline, *extra).gather(1, targets)
     return attributions, change.float().squeeze(1).cpu()
+
+
+def embedding_difference(layer: torch.nn.Module, ids: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
+    """The text's word embeddings minus the baseline's [rows, length, hidden]: what gradient × input
+    multiplies the gradient at the text by. Gradient × (input − baseline) is integrated gradients with one
+    right-Riemann step (the gradient at alpha = 1 times the difference; captum's Riemann rules take two steps
+    or more), the first-order term of f(text) − f(baseline); the special tokens, which the baseline keeps,
+    get nothing, as with integrated gradients."""
+    with torch.no_grad():
+        return layer(ids) - layer(baseline)
 
 
 def occlusion(

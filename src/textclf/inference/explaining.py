@@ -99,16 +99,22 @@ def with_file(path: Path, fill: Any) -> None:
 
 
 def write_misclassified_page(
-    path: Path, model: TrainedClassifier, texts: list[str], pairs: list[str] | None, true: list[str]
-) -> None:
-    """`textclf-eval`'s misclassified.html: its most confident mistakes, each with the tokens that made the
-    model predict what it did and the true label beside it. Skipped, with a line saying why, without captum."""
+    path: Path,
+    model: TrainedClassifier,
+    texts: list[str],
+    pairs: list[str] | None,
+    true: list[str],
+    device: str = "auto",
+) -> bool:
+    """misclassified.html (`textclf-eval`'s, and a training run's after its test): the most confident mistakes,
+    each with the tokens that made the model predict what it did and the true label beside it; whether it was
+    written. Skipped, with a line saying why, without captum."""
     try:
         import captum  # noqa: F401
     except ImportError:
         log.info(f"{path.name} not written: explanations need captum (pip install 'textclf[explain]')")
-        return
-    records = explain_texts(model, texts, pairs)
+        return False
+    records = explain_texts(model, texts, pairs, device=device)
 
     def fill(handle: TextIO) -> None:
         report = HtmlReport(handle, "The most confident mistakes", "tokens coloured towards the predicted label")
@@ -117,3 +123,4 @@ def write_misclassified_page(
 
     write_atomically(path, lambda target: with_file(target, fill))
     log.info(f"{path}: {len(records)} mistakes with the tokens that made them")
+    return True

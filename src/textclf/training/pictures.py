@@ -1,9 +1,12 @@
 """What the trackers show besides scalars: the confusion matrix (classification) or predicted against true
 scores (regression) after each validation and the test (in TensorBoard, MLflow and W&B), and in TensorBoard
-after the test the misclassified examples as a text panel and, for two classes, a precision-recall curve."""
+after the test the misclassified examples as a text panel and, for two classes, a precision-recall curve;
+and after the test misclassified.html in the run dir, the most confident mistakes with the tokens that made them."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -12,6 +15,8 @@ import torch.distributed as dist
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from textclf.errors import first_line
+from textclf.log import log
 from textclf.plots import confusion_figure, scatter_figure
 from textclf.training.trackers import log_figure, takes_pictures
 
@@ -124,12 +129,27 @@ class ScoreScatterLogger(EvaluationPicture):
             log_figure(trainer.loggers, f"{stage}/predicted_vs_true", figure, trainer.global_step)
 
 
-class TestReport(L.Callback):
-    """Collects each test batch's row indices, labels and probabilities (every rank), then draws on
-    rank 0: `test/misclassified` (the most confident mistakes, with their texts) and `test/pr_curve`."""
+def confident_mistakes(labels: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
+    """The positions of the misclassified rows, the most confident mistake first."""
+    predicted = probabilities.argmax(-1)
+    wrong = torch.nonzero(predicted != labels).flatten()
+    return wrong[probabilities[wrong, predicted[wrong]].argsort(descending=True, stable=True)]
 
-    def __init__(self, max_examples: int = 50) -> None:
-        self.max_examples = max_examples
+
+def shown_path(path: Path) -> str:
+    """`path` relative to the working directory (where the run was started) when it lies below it."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+class TestReport(L.Callback):
+    """Collects each test batch's row indices, labels and probabilities (every rank), then on rank 0 writes
+    misclassified.html into the run dir (the first `explain_misclassified` of the most confident mistakes with
+    the tokens that made them: `textclf-eval`'s page; needs captum) and draws `test/misclassified` (the
+    `max_examples` most confident mistakes, with their texts, naming the page) and `test/pr_curve`."""
+
+    def __init__(self, max_examples: int = 50, explain_misclassified: int = 50) -> None:
+        self.max_examples, self.explain_misclassified = max_examples, explain_misclassified
         self.rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -152,37 +172,79 @@ class TestReport(L.Callback):
             return
         index, labels, probabilities = (gather(list(parts)) for parts in zip(*self.rows))
         self.rows = []
-        writers = tensorboard_writers(trainer)
-        if not trainer.is_global_zero or not writers:
+        if not trainer.is_global_zero:
             return
         names = pl_module.id2label
         datamodule = trainer.datamodule
-        texts = datamodule.frames["test"]["text"] if datamodule is not None and "test" in datamodule.frames else None
-        for writer in writers:
+        frame = datamodule.frames["test"] if datamodule is not None and "test" in datamodule.frames else None
+        page = self.write_explanations(trainer, pl_module, index, labels, probabilities, frame)
+        texts = frame["text"] if frame is not None else None
+        for writer in tensorboard_writers(trainer):
             if len(names) == 2:
                 writer.add_pr_curve("test/pr_curve", labels == 1, probabilities[:, 1], global_step=trainer.global_step)
             writer.add_text(
                 "test/misclassified",
-                self.misclassified_markdown(index, labels, probabilities, names, texts),
+                self.misclassified_markdown(index, labels, probabilities, names, texts, page),
                 global_step=trainer.global_step,
             )
 
+    def write_explanations(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        index: torch.Tensor,
+        labels: torch.Tensor,
+        probabilities: torch.Tensor,
+        frame: Any,
+    ) -> str | None:
+        """misclassified.html in the run dir, by `textclf-eval`'s page function on the module's network as it
+        is (the tested weights, on their device, in eval mode) wrapped as inference's `TrainedClassifier` with
+        this run's data settings; the line the panel shows about it, or None when there is no page."""
+        wrong = confident_mistakes(labels, probabilities)[: self.explain_misclassified]
+        if not len(wrong) or frame is None:
+            return None
+        from textclf.inference.explaining import write_misclassified_page
+        from textclf.model.trained import TrainedClassifier
+
+        path, rows = Path(trainer.default_root_dir) / "misclassified.html", index[wrong].tolist()
+        pairs = frame["text_pair"].iloc[rows].tolist() if "text_pair" in frame else None
+        true = [pl_module.id2label[int(label)] for label in labels[wrong]]
+        data = dict(trainer.datamodule.hparams)
+        trained = TrainedClassifier(pl_module.net, dict(pl_module.hparams), data, pl_module.tokenizer)
+        try:  # the test loop runs without gradients, which attributions need
+            with torch.inference_mode(False), torch.enable_grad():
+                texts = frame["text"].iloc[rows].tolist()
+                if not write_misclassified_page(path, trained, texts, pairs, true, device=str(pl_module.device)):
+                    return None
+        except Exception as error:  # a report after the test: the run's metrics are still to be written
+            log.warning(f"{path.name} not written: {type(error).__name__}: {first_line(error)}")
+            return None
+        return (
+            f"The {len(wrong)} most confident mistakes with the tokens that made them (integrated gradients): "
+            f"`misclassified.html` in the run dir, beside `tensorboard/` (`{shown_path(path)}`)."
+        )
+
     def misclassified_markdown(
-        self, index: torch.Tensor, labels: torch.Tensor, probabilities: torch.Tensor, names: dict[int, str], texts: Any
+        self,
+        index: torch.Tensor,
+        labels: torch.Tensor,
+        probabilities: torch.Tensor,
+        names: dict[int, str],
+        texts: Any,
+        page: str | None = None,
     ) -> str:
-        """A Markdown table of the most confident mistakes."""
+        """A Markdown table of the most confident mistakes, after the line naming their page if there is one."""
         predicted = probabilities.argmax(-1)
-        wrong = torch.nonzero(predicted != labels).flatten()
-        confidence = probabilities[wrong, predicted[wrong]]
-        wrong = wrong[confidence.argsort(descending=True)][: self.max_examples]
-        lines = [
-            f"{len(torch.nonzero(predicted != labels))} of {len(labels)} test examples misclassified; "
-            f"the {len(wrong)} most confident mistakes:",
+        wrong = confident_mistakes(labels, probabilities)
+        lines = [page, ""] if page else []
+        lines += [
+            f"{len(wrong)} of {len(labels)} test examples misclassified; "
+            f"the {min(len(wrong), self.max_examples)} most confident mistakes:",
             "",
             "| true | predicted | probability | text |",
             "|---|---|---|---|",
         ]
-        for row in wrong.tolist():
+        for row in wrong[: self.max_examples].tolist():
             text = str(texts.iloc[int(index[row])]) if texts is not None else f"row {int(index[row])}"
             text = text[:300].replace("|", "\\|").replace("\n", " ")
             lines.append(

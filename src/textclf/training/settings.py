@@ -131,6 +131,7 @@ class CallbackSettings:
 class TestReportSettings:
     _target_: str = setting()
     max_examples: int = setting(whole(0))
+    explain_misclassified: int = setting(whole(0, note="0: no misclassified.html"))
 
 
 @dataclass

@@ -31,7 +31,7 @@ import torch
 
 from textclf.config import compose_config
 from textclf.data import splits
-from textclf.inference.explanation import N_STEPS, explain_texts
+from textclf.inference.explanation import N_STEPS, PRECISION, explain_texts
 from textclf.inference.predictor import Predictor
 from textclf.model.loading import load_trained
 
@@ -42,7 +42,7 @@ METHODS = ("integrated_gradients", "gradient_x_input", "occlusion")
 def test_texts(dataset: str, count: int, seed: int = 0) -> list[str]:
     """`count` texts of the dataset's test split (the split textclf-train tests on), drawn with `seed`."""
     with tempfile.TemporaryDirectory() as directory:
-        cfg = compose_config("eval", [f"data={dataset}"], Path(directory))
+        cfg = compose_config("train", [f"data={dataset}"], Path(directory))
     _, frames = splits.read(cfg.data, multi_label=False, train_required=False)
     texts = frames["test"]["text"].tolist()
     return random.Random(seed).sample(texts, min(count, len(texts)))
@@ -219,7 +219,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--n-steps", nargs="+", type=int, default=[16, N_STEPS, 64], help="for completeness")
     parser.add_argument("--baselines", nargs="+", default=["pad", "mask"], choices=("pad", "mask"))
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--precision", default=PRECISION, help="the explainer's (its default: fp32)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--window-length", type=int, default=128, help="the long document's windows, in tokens")
     args = parser.parse_args()

@@ -43,13 +43,6 @@ class ServedModel:
             return "regression"
         return "multi_label" if self.task.multi_label else "single_label"
 
-    @property
-    def explain_precision(self) -> str:
-        """The explanations' arithmetic: fp32 where the predictions are served in fp32 (so a record's
-        probability is the one /predict answers), else `auto` (bf16 autocast where the hardware is fast at it)."""
-        weights = next(self.predictor.model.parameters()).dtype
-        return "32-true" if self.predictor.autocast_dtype is None and weights == torch.float32 else "auto"
-
     def logits(self, texts: list[str], pairs: list[str] | None) -> np.ndarray:
         """Logits [texts, labels] of one batch (blocking: the queue runs it in its thread)."""
         return self.predictor.text_logits(texts, pairs=pairs, batch_size=len(texts))

@@ -52,7 +52,7 @@ class Server:
         self.info = model.info()
         self.queue: BatchingQueue | None = None
         self.explanations = Explanations(
-            model.checkpoint, str(model.predictor.device), model.explain_precision, settings.max_queued_explanations
+            model.checkpoint, str(model.predictor.device), settings.max_queued_explanations
         )
         self.ready = False
 

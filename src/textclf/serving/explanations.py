@@ -6,8 +6,9 @@ of their own, one at a time (the event loop and the prediction queue go on meanw
 The explainer is built at the first request, not at start: a server without captum (the `explain` extra)
 starts and predicts, and answers `/explain` 503 saying what to install. It loads its own copy of the
 checkpoint with fp32 weights, as `textclf-explain` does: the served weights may be 16-bit or int8, and captum
-hooks the layer it attributes at, which a prediction running beside it must not pass through. It computes in
-fp32 where the predictions are served in fp32, else under `textclf-explain`'s `precision=auto`."""
+hooks the layer it attributes at, which a prediction running beside it must not pass through. It computes as
+`textclf-explain` does by default (fp32), so a record's probability may differ from a 16-bit /predict answer
+in the last digits."""
 
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ def has_captum() -> bool:
 class Explanations:
     """The checkpoint's explainer, built once when first asked, and the one thread that runs it."""
 
-    def __init__(self, checkpoint: Path, device: str, precision: str, max_queued: int) -> None:
-        self.checkpoint, self.device, self.precision, self.max_queued = checkpoint, device, precision, max_queued
+    def __init__(self, checkpoint: Path, device: str, max_queued: int) -> None:
+        self.checkpoint, self.device, self.max_queued = checkpoint, device, max_queued
         self.explainer: Explainer | None = None
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="textclf-explain")
         self.pending = 0  # requests waiting for the thread or in it
@@ -65,7 +66,7 @@ class Explanations:
         if self.explainer is None:
             log.info(f"explanations: loading {self.checkpoint} (fp32 weights, {self.device}) for attributions")
             model = load_trained(self.checkpoint)
-            self.explainer = Explainer(model, precision=self.precision, device=self.device)
+            self.explainer = Explainer(model, device=self.device)
         return self.explainer
 
     def stop(self) -> None:

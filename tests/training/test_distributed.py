@@ -25,6 +25,7 @@ def test_ddp_sim_trains_over_two_processes_and_matches_a_single_process_evaluati
         "trainer=ddp_sim",
         "trainer.max_epochs=6",
         "callbacks.early_stopping=null",
+        "callbacks.test_report.explain_misclassified=5",
     )
     metrics, _ = train(cfg)
     run = tmp_path / "run"

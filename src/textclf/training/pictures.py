@@ -148,7 +148,7 @@ class TestReport(L.Callback):
     the tokens that made them: `textclf-eval`'s page; needs captum) and draws `test/misclassified` (the
     `max_examples` most confident mistakes, with their texts, naming the page) and `test/pr_curve`."""
 
-    def __init__(self, max_examples: int = 50, explain_misclassified: int = 50) -> None:
+    def __init__(self, max_examples: int = 50, explain_misclassified: int = 0) -> None:
         self.max_examples, self.explain_misclassified = max_examples, explain_misclassified
         self.rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 

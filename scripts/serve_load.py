@@ -85,7 +85,8 @@ def reference(checkpoint: Path, texts: list[str], precision: str, directory: Pat
     source.write_text("".join(text.replace("\n", " ") + "\n" for text in texts), encoding="utf-8")
     overrides = [f"ckpt_path={checkpoint}", f"input={source}", f"output={output}", f"precision={precision}"]
     predict(compose_config("predict", overrides, directory / "predict"))
-    return [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    lines = output.read_text(encoding="utf-8").split("\n")  # not splitlines(): texts may hold U+2028
+    return [json.loads(line) for line in lines if line]
 
 
 def start(command: list[str], url: str, cpus: set[int] | None) -> subprocess.Popen:
@@ -150,7 +151,44 @@ async def drive(url: str, bodies: list[bytes], clients: int, seconds: float, pid
     return {"results": results, "answers": answers, "seconds": time.monotonic() - start, "rss": samples}
 
 
+WRK_SCRIPT = """
+bodies = {%s}
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[counter %% #bodies + 1])
+end
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status
+    + summary.errors.timeout
+  io.write(string.format('WRK {"requests": %%d, "errors": %%d, "seconds": %%f, "p50": %%f, "p95": %%f, "p99": %%f}\\n',
+    summary.requests, errors, summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(95) / 1e3,
+    latency:percentile(99) / 1e3))
+end
+"""
+
+
+async def drive_wrk(url: str, bodies: list[bytes], clients: int, seconds: float, pid: int) -> dict:
+    """The same level driven by wrk (C, one thread: a fraction of the Python client's CPU), cycling through
+    `bodies` for `seconds`: wrk's counts and latency percentiles, and the server's RSS samples."""
+    lua = WRK_SCRIPT % ", ".join("[==[" + body.decode() + "]==]" for body in bodies)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(lua)
+    samples: list[tuple[float, float]] = []
+    start = time.monotonic()
+    sampler = asyncio.ensure_future(sample_rss(pid, samples, start))
+    command = ["wrk", "-t1", f"-c{clients}", f"-d{int(seconds)}s", "--timeout", "60s", "-s", script.name, url]
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    output, _ = await process.communicate()
+    sampler.cancel()
+    Path(script.name).unlink()
+    (line,) = [line for line in output.decode().splitlines() if line.startswith("WRK ")]
+    return {"wrk": json.loads(line[4:]), "rss": samples}
+
+
 def summary(name: str, clients: int, run: dict) -> dict:
+    if "wrk" in run:
+        return wrk_summary(name, clients, run)
     ok = [seconds for _, status, seconds in run["results"] if status == 200]
     latency = np.percentile(ok, [50, 95, 99]) * 1000 if ok else [float("nan")] * 3
     rss = [value for _, value in run["rss"]] or [float("nan")]
@@ -163,6 +201,21 @@ def summary(name: str, clients: int, run: dict) -> dict:
         "p95 ms": round(latency[1], 1),
         "p99 ms": round(latency[2], 1),
         "errors": len(run["results"]) - len(ok),
+        "RSS MB start/peak/end": f"{rss[0]:.0f}/{max(rss):.0f}/{rss[-1]:.0f}",
+    }
+
+
+def wrk_summary(name: str, clients: int, run: dict) -> dict:
+    counts, rss = run["wrk"], [value for _, value in run["rss"]] or [float("nan")]
+    return {
+        "server": f"{name} (wrk)",
+        "clients": clients,
+        "requests": counts["requests"],
+        "texts/s": round((counts["requests"] - counts["errors"]) / counts["seconds"], 1),
+        "p50 ms": round(counts["p50"], 1),
+        "p95 ms": round(counts["p95"], 1),
+        "p99 ms": round(counts["p99"], 1),
+        "errors": counts["errors"],
         "RSS MB start/peak/end": f"{rss[0]:.0f}/{max(rss):.0f}/{rss[-1]:.0f}",
     }
 
@@ -231,7 +284,8 @@ def levels(
     try:
         rows = []
         for clients in args.clients:
-            run = asyncio.run(drive(url + "/", bodies_of(texts)[: args.requests], clients, args.seconds, process.pid))
+            driver = drive_wrk if args.client == "wrk" else drive
+            run = asyncio.run(driver(url + "/", bodies_of(texts)[: args.requests], clients, args.seconds, process.pid))
             rows.append(summary(name, clients, run))
             rss[f"{name}, {clients} clients"] = run["rss"]
             print(tabulate([rows[-1]], headers="keys", tablefmt="github"), flush=True)
@@ -336,8 +390,28 @@ def parse_args() -> argparse.Namespace:
         "--server-cpus", type=cpu_set, help="pin the servers to these CPUs (0-3), the clients elsewhere"
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the hand-written pipeline server")
+    parser.add_argument(
+        "--client", choices=("python", "wrk"), default="python", help="the levels' load generator (wrk: Debian's wrk)"
+    )
+    parser.add_argument("--soak-only", action="store_true", help="only the soak run: no levels, no baseline")
     parser.add_argument("--baseline-server", nargs=2, metavar=("HF_DIR", "PORT"), help=argparse.SUPPRESS)
     return parser.parse_args()
+
+
+def compare_servers(
+    checkpoint: Path, texts: list[str], args: argparse.Namespace, rss: dict, directory: Path, every_cpu: set[int]
+) -> None:
+    """The in-process Predictor, then textclf-serve and the hand-written server at each level of clients."""
+    rows = [in_process(checkpoint, texts, args.precision, args.server_cpus)]
+    pin(args.server_cpus, every_cpu)
+    port = free_port()
+    url = f"http://{HOST}:{port}"
+    rows += levels("textclf-serve", serve_command(checkpoint, port, args.precision), url, texts, args, rss)
+    if not args.no_baseline:
+        hf_dir, port = export_hf(checkpoint, directory), free_port()
+        command = [sys.executable, __file__, "--baseline-server", str(hf_dir), str(port)]
+        rows += levels("pipeline in FastAPI", command, f"http://{HOST}:{port}", texts, args, rss)
+    print(tabulate(rows, headers="keys", tablefmt="github"))
 
 
 def main() -> None:
@@ -355,16 +429,10 @@ def main() -> None:
             checkpoint = make_checkpoint("all-MiniLM-L6-v2", directory)
         texts, rss = load_texts(args.texts), {}
         every_cpu = os.sched_getaffinity(0)
-        rows = [in_process(checkpoint, texts, args.precision, args.server_cpus)]
-        pin(args.server_cpus, every_cpu)
-        port = free_port()
-        url = f"http://{HOST}:{port}"
-        rows += levels("textclf-serve", serve_command(checkpoint, port, args.precision), url, texts, args, rss)
-        if not args.no_baseline:
-            hf_dir, port = export_hf(checkpoint, directory), free_port()
-            command = [sys.executable, __file__, "--baseline-server", str(hf_dir), str(port)]
-            rows += levels("pipeline in FastAPI", command, f"http://{HOST}:{port}", texts, args, rss)
-        print(tabulate(rows, headers="keys", tablefmt="github"))
+        if not args.soak_only:
+            compare_servers(checkpoint, texts, args, rss, directory, every_cpu)
+        else:
+            pin(args.server_cpus, every_cpu)
         if args.soak:
             expected = reference(checkpoint, texts, args.precision, directory)
             print(tabulate([soak(checkpoint, texts, expected, args, rss)], headers="keys", tablefmt="github"))

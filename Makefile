@@ -1,7 +1,7 @@
 # make train  — set up (once) and train the default experiment; extra Hydra overrides via ARGS="..."
 # make test   — set up (once) and run the test suite; make test-fast: the tests not marked slow;
 #               make test-long: the few that take minutes each (CI runs them after make test)
-# make gpu-dry-run — the GPU check's steps on the CPU with tiny models (docs/gpu.md)
+# make gpu-dry-run — the GPU check's steps on the CPU with tiny models (docs/gpu.md; CI runs it too)
 # make lint   — ruff's lint and format checks (make format rewrites the files)
 VENV ?= .venv
 # torch==2.13.0 is a CPU wheel on this project's machines. With an NVIDIA GPU, pick your CUDA build:

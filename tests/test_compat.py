@@ -31,6 +31,7 @@ def python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_import_textclf_loads_no_torch_and_its_inference_api_no_lightning() -> None:
     result = python(
         "import sys, textclf\n"
@@ -78,6 +79,7 @@ def test_python_dash_m_textclf_lists_and_runs_the_commands(tmp_path: Path) -> No
     assert summary.returncode == 2 and summary.stderr.strip().endswith("none: no such sweep dir")
 
 
+@pytest.mark.slow
 def test_a_config_folder_naming_the_flat_layout_targets_still_trains_with_a_warning_naming_the_new_path(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

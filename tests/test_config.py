@@ -78,6 +78,7 @@ def test_the_schema_declares_exactly_the_yaml_keys(node: str) -> None:
     assert {field.name for field in fields(schema)} == set(section), node
 
 
+@pytest.mark.slow
 def test_a_redirected_run_prints_progress_lines_and_keeps_its_messages_in_train_log(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -157,6 +157,7 @@ def test_every_class_and_function_reads_in_one_screen() -> None:
     assert not too_long
 
 
+@pytest.mark.slow
 def test_predict_explain_export_eval_and_select_never_import_lightning_and_only_eval_torchmetrics() -> None:
     # each command module, then the module of the function it runs once its settings passed their check
     code = (

@@ -303,6 +303,7 @@ def assert_refused_in_one_line(command: str, key: str, value: str) -> None:
     assert "Traceback" not in lines[0] and "\n" not in lines[0]
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None)
 @given(st.data())
 def test_a_wrong_value_for_any_key_is_refused_in_one_line_naming_it(data: st.DataObject) -> None:

@@ -52,6 +52,7 @@ def module(tiny_model_dir: Path, tmp_path: Path, **settings) -> TextClassificati
     )
 
 
+@pytest.mark.slow
 def test_a_saved_dataset_dict_trains_with_the_class_label_names(make_cfg, saved_dict: Path) -> None:
     cfg = make_cfg(
         "data=hf",

@@ -128,6 +128,7 @@ def test_a_megabyte_text_is_truncated_not_fatal(predictor: Predictor) -> None:
     assert predictor.labels_of(probabilities)[0] == "positive" and predictor.labels_of(probabilities)[2] == "negative"
 
 
+@pytest.mark.slow
 def test_a_thousand_classes_train_and_predict(make_cfg, tmp_path: Path) -> None:
     from textclf.training.fit import train
 

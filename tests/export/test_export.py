@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from conftest import best_checkpoint, compose_cfg, export_checkpoint, toy_reviews, toy_training
@@ -60,6 +61,7 @@ def test_export_hf_writes_a_model_card_with_the_run_test_metrics(trained_toy, tm
     assert pipeline("text-classification", model=str(directory), device="cpu")("a great film")[0]["label"]
 
 
+@pytest.mark.slow
 def test_export_onnx_matches_pytorch_on_other_shapes(trained_toy, tmp_path: Path) -> None:
     import onnxruntime
 

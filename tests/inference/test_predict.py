@@ -102,6 +102,7 @@ def test_a_failed_prediction_leaves_no_output_file(trained_toy, tmp_path: Path) 
     assert sorted(path.name for path in tmp_path.iterdir()) == ["input.txt"]  # nor a temporary file
 
 
+@pytest.mark.slow
 def test_predict_reads_csv_and_stdin(trained_toy, tmp_path: Path) -> None:
     checkpoint = best_checkpoint(trained_toy)
     result = subprocess.run(
@@ -128,6 +129,7 @@ def test_predict_reads_csv_and_stdin(trained_toy, tmp_path: Path) -> None:
     assert "texts/s" in result.stderr
 
 
+@pytest.mark.slow
 def test_predict_works_where_lightning_and_torchmetrics_cannot_be_imported(trained_toy, tmp_path: Path) -> None:
     """As if they were not installed: `None` in sys.modules makes any import of them fail."""
     checkpoint, texts = best_checkpoint(trained_toy), ["a great great film", "an awful boring film"]

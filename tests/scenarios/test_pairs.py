@@ -83,6 +83,7 @@ def test_predict_and_the_hf_pipeline_agree_on_pairs(trained_pairs, tmp_path: Pat
     assert "classifier of text pairs with 2 labels" in card and '"text_pair": "the second text"' in card
 
 
+@pytest.mark.slow
 def test_the_onnx_graph_takes_token_types_for_pairs(trained_pairs, tmp_path: Path) -> None:
     import onnxruntime
 

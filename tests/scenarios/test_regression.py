@@ -99,6 +99,7 @@ def test_a_label_that_is_no_number_is_named_with_its_row(make_cfg, tmp_path: Pat
         train(make_cfg("data=files", f"data.train_file={csv}", "data.task=regression"))
 
 
+@pytest.mark.slow
 def test_the_onnx_graph_outputs_the_score(trained_scores, tmp_path: Path) -> None:
     import onnxruntime
 

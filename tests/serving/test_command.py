@@ -73,6 +73,7 @@ def test_sigterm_finishes_the_requests_in_flight_and_exits_0(checkpoints, tmp_pa
         httpx.get(url + "/health", timeout=1)
 
 
+@pytest.mark.slow
 def test_a_bad_checkpoint_ends_the_command_with_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "missing.ckpt"
     process = start(missing, tmp_path, f"port={free_port()}")
@@ -81,6 +82,7 @@ def test_a_bad_checkpoint_ends_the_command_with_one_line(tmp_path: Path) -> None
     assert stderr.strip().splitlines()[-1] == f"textclf: error: {missing}: checkpoint not found"
 
 
+@pytest.mark.slow
 def test_the_server_never_imports_lightning() -> None:
     code = "import json, sys, textclf.serving.server\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=os.environ)

@@ -119,6 +119,7 @@ def test_a_sweep_survives_a_failing_trial_and_a_kill_and_resumes_to_its_trial_co
     assert printed.returncode == 0 and "forced failure in trial 1" in printed.stdout
 
 
+@pytest.mark.slow
 def test_a_grid_multirun_writes_one_run_dir_per_job_and_a_summary(quick_training, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "grid"
     result = run(
@@ -145,6 +146,7 @@ def test_a_grid_multirun_writes_one_run_dir_per_job_and_a_summary(quick_training
     assert "model.net.pretrained" not in summary  # settings all jobs share are left out
 
 
+@pytest.mark.slow
 def test_a_failing_grid_job_is_recorded_and_the_others_run(quick_training, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "grid"
     result = run(
@@ -307,6 +309,7 @@ def test_two_workers_share_one_study_and_one_finishes_the_trial_of_a_killed_one(
     assert summary.loc[killed[0].number, "error"] == "interrupted (run again)"
 
 
+@pytest.mark.slow
 def test_a_trial_whose_heartbeat_stops_is_failed_and_its_settings_queued_again(tmp_path: Path) -> None:
     """The check that finds a dead worker on another machine: no heartbeat for twice the interval."""
     study = trials.open_study(f"sqlite:///{tmp_path / 'study.db'}", "beats", "maximize", make_pruner("none"), 1)
@@ -337,6 +340,7 @@ def test_workers_on_this_machine_share_its_cores(tmp_path: Path) -> None:
     assert trials.local_workers(study) == 1  # a worker that is gone no longer counts
 
 
+@pytest.mark.slow
 def test_pruner_and_launch_settings_are_checked_with_one_line(quick_training, tmp_path: Path) -> None:
     with pytest.raises(SettingError, match="sweep.pruner must be one of none, median, successive_halving, hyperband"):
         make_pruner("patient")

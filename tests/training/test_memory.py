@@ -40,6 +40,7 @@ def lora_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     return root, csv, metrics, objects
 
 
+@pytest.mark.slow
 def test_lora_trains_adapters_and_head_only_and_its_checkpoint_holds_just_those(lora_run) -> None:
     _, _, metrics, objects = lora_run
     assert metrics["test/acc"] >= 0.8, metrics  # a frozen random encoder: adapters and head learn the keyword
@@ -54,6 +55,7 @@ def test_lora_trains_adapters_and_head_only_and_its_checkpoint_holds_just_those(
     assert checkpoint["network"]["peft"] == "lora"
 
 
+@pytest.mark.slow
 def test_a_lora_checkpoint_predicts_resumes_and_exports_merged(lora_run, tiny_model_dir: Path) -> None:
     root, csv, metrics, objects = lora_run
     best = objects["trainer"].checkpoint_callback.best_model_path
@@ -116,6 +118,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_model_dir
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-7, msg=name)
 
 
+@pytest.mark.slow
 def test_accumulated_batches_make_one_optimizer_step_and_the_schedule_counts_those(make_cfg, toy_csv: Path) -> None:
     # the command line's batch size wins over the preset's: set it back to the preset's 8
     _, objects = train(
@@ -129,6 +132,7 @@ def test_accumulated_batches_make_one_optimizer_step_and_the_schedule_counts_tho
     assert scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)  # the decay ends with the last step
 
 
+@pytest.mark.slow
 def test_lora_on_a_pooled_head_trains_and_its_checkpoint_quantizes_and_exports_to_onnx(
     make_cfg, toy_csv: Path, tmp_path: Path
 ) -> None:

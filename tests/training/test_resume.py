@@ -164,6 +164,7 @@ def test_outputs_that_cannot_be_written_give_one_line_and_keep_the_old_file(tmp_
     assert output.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "predictions.csv"]
 
 
+@pytest.mark.slow
 def test_fitting_on_from_a_finished_run_trains_the_added_epochs(make_cfg, toy_csv: Path) -> None:
     _, objects = train(make_cfg(*toy_training(toy_csv), "trainer.max_epochs=2", "callbacks.early_stopping=null"))
     last = Path(objects["trainer"].checkpoint_callback.dirpath) / "last.ckpt"

@@ -57,6 +57,7 @@ def finished_records(path: Path, timeout: float = 60.0) -> list:
         time.sleep(0.5)
 
 
+@pytest.mark.slow
 def test_mlflow_gets_the_config_metrics_confusion_matrices_and_the_export(make_cfg, toy_csv: Path, tmp_path) -> None:
     store = tmp_path / "mlflow"
     cfg = make_cfg(

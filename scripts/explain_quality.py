@@ -175,20 +175,21 @@ def speed(args: argparse.Namespace) -> None:
     explain_texts(model, texts[:8], device=str(device))  # warm-up: kernels, allocator
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     start = time.perf_counter()
-    explain_texts(model, texts, device=str(device), precision=args.precision)
+    explain_texts(model, texts, n_steps=args.speed_steps, device=str(device), precision=args.precision)
     sync()
     batched = len(texts) / (time.perf_counter() - start)
     start = time.perf_counter()
-    captum_text_by_text(model, texts, N_STEPS, device)
+    captum_text_by_text(model, texts, args.speed_steps, device)
     sync()
     one_by_one = len(texts) / (time.perf_counter() - start)
     print(f"| textclf explain_texts ({args.precision}) | {batched:.1f} texts/s |")
     print(f"| captum LayerIntegratedGradients, text by text (fp32) | {one_by_one:.1f} texts/s |")
-    print(f"| ratio | {batched / one_by_one:.1f}x | ({len(texts)} {dataset} texts, n_steps={N_STEPS}, {device})")
-    long_document(model, device, args.precision, args.window_length)
+    ratio, steps = batched / one_by_one, args.speed_steps
+    print(f"| ratio | {ratio:.1f}x | ({len(texts)} {dataset} texts, n_steps={steps}, {device})")
+    long_document(model, device, args.precision, args.speed_steps, args.window_length)
 
 
-def long_document(model: Any, device: torch.device, precision: str, window_length: int) -> None:
+def long_document(model: Any, device: torch.device, precision: str, n_steps: int, window_length: int) -> None:
     """One document of about 5,000 tokens (imdb reviews joined), explained through windows."""
     reviews = test_texts("imdb", 200)
     document, tokens = "", 0
@@ -199,7 +200,7 @@ def long_document(model: Any, device: torch.device, precision: str, window_lengt
             break
     model.data_hparams = model.data_hparams | {"long_texts": "window", "window_stride": 32, "max_length": window_length}
     start = time.perf_counter()
-    (record,) = explain_texts(model, [document], device=str(device), precision=precision)
+    (record,) = explain_texts(model, [document], n_steps=n_steps, device=str(device), precision=precision)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     change = sum(record["attributions"]) - record["completeness_delta"]
@@ -216,6 +217,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", action="append", required=True, type=lambda s: tuple(s.split("=", 1)))
     parser.add_argument("--texts", type=int, default=500, help="texts per dataset for the quality part")
     parser.add_argument("--speed-texts", type=int, default=200)
+    parser.add_argument("--speed-steps", type=int, default=N_STEPS, help="n_steps of the speed part (both sides)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--n-steps", nargs="+", type=int, default=[16, N_STEPS, 64], help="for completeness")
     parser.add_argument("--baselines", nargs="+", default=["pad", "mask"], choices=("pad", "mask"))

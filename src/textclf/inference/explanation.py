@@ -37,6 +37,7 @@ from textclf.inference.settings import (
 from textclf.inference.token_spans import TokenSpans, token_spans
 from textclf.model.trained import TrainedClassifier
 from textclf.precision import resolve_precision
+from textclf.schema import is_whole
 
 CAPTUM_MISSING = "explanations need captum: pip install 'textclf[explain]'"
 # integrated gradients' interpolation steps (Gauss-Legendre): in fp32 the attributions of most texts sum to
@@ -49,7 +50,7 @@ BATCH_SIZE = 256
 
 
 def is_positive(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return is_whole(value) and value >= 1
 
 
 def check_method(method: str, n_steps: int) -> None:

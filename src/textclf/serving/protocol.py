@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from textclf.inference.settings import ALL, EXPLAIN_METHODS, PREDICTED
+from textclf.schema import is_whole
 
 FUNCTIONS = ("sigmoid", "softmax", "none")
 PARAMETERS = ("top_k", "function_to_apply")
@@ -114,18 +115,16 @@ def parameters_of(parameters: Any, known: tuple[str, ...]) -> dict[str, Any]:
     return parameters
 
 
-def is_whole(value: Any, low: int, high: int | None = None) -> bool:
+def in_range(value: Any, low: int, high: int | None = None) -> bool:
     """An integer (not a bool) from `low` to `high`."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        return False
-    return low <= value and (high is None or value <= high)
+    return is_whole(value) and low <= value and (high is None or value <= high)
 
 
 def read_parameters(parameters: Any, regression: bool) -> tuple[int | None, str | None]:
     """`top_k` (a positive integer) and `function_to_apply` (sigmoid, softmax or none), each optional."""
     parameters = parameters_of(parameters, PARAMETERS)
     top_k, function = parameters.get("top_k"), parameters.get("function_to_apply")
-    if top_k is not None and not is_whole(top_k, 1):
+    if top_k is not None and not in_range(top_k, 1):
         raise RequestError(422, f"parameters.top_k must be a positive integer, not {json.dumps(top_k)}")
     if function is not None and function not in FUNCTIONS:
         raise RequestError(422, f"parameters.function_to_apply must be one of {', '.join(FUNCTIONS)}, not {function!r}")
@@ -145,7 +144,7 @@ def read_explain_parameters(parameters: Any, labels: list[str], max_steps: int) 
     if method is not None and method not in EXPLAIN_METHODS:
         allowed = ", ".join(EXPLAIN_METHODS)
         raise RequestError(422, f"parameters.method must be one of {allowed}, not {json.dumps(method)}")
-    if n_steps is not None and not is_whole(n_steps, 1, max_steps):
+    if n_steps is not None and not in_range(n_steps, 1, max_steps):
         raise RequestError(
             422, f"parameters.n_steps must be a whole number from 1 to {max_steps}, not {json.dumps(n_steps)}"
         )

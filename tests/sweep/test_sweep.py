@@ -190,7 +190,7 @@ def test_real_ddp_jobs_of_a_multirun_write_one_run_dir_each(quick_training, tmp_
 # a median pruner after one trial, and a learning rate that learns (3e-3) or does not (1e-6)
 PRUNE_BAD_LEARNING_RATES = (
     "sweep.pruner=median",
-    "sweep.pruner_settings={n_startup_trials: 1, n_warmup_steps: 1}",
+    "sweep.pruner_settings={n_startup_trials: 1, n_warmup_steps: 2}",  # never at validation 1
     "~hparams_search.params",
     "+hparams_search.params={model.lr: 'choice(1e-6, 3e-3)'}",
 )
@@ -360,14 +360,17 @@ def test_pruner_and_launch_settings_are_checked_with_one_line(quick_training, tm
 
 
 @pytest.mark.long
-def test_under_ddp_rank_zero_prunes_and_every_rank_stops_with_it(quick_training, tmp_path: Path) -> None:
-    sweep_dir = tmp_path / "sweep"
+def test_under_ddp_rank_zero_prunes_and_every_rank_stops_with_it(tiny_model_dir: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "reviews.csv"
+    toy_reviews(600).to_csv(csv, index=False)  # each rank sees half: 30 steps of 8 per validation, so that
+    sweep_dir = tmp_path / "sweep"  # the good learning rate has learned by validation 2 whatever the seed
     result = run(
         "sweep",
-        *quick_training,
+        *quick_overrides(csv, tiny_model_dir, tmp_path),
         "trainer=ddp_sim",  # two processes (ddp_spawn, gloo)
         "trainer.precision=32-true",
         "trainer.max_epochs=4",
+        "data.batch_size=8",
         f"hydra.run.dir={sweep_dir}",
         "sweep.n_trials=3",
         *PRUNE_BAD_LEARNING_RATES,

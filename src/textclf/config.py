@@ -1,6 +1,6 @@
 """How the commands find and compose their Hydra configs (`pkg://textclf.conf`, whose import registers every
 group's schema), check them before any work (`textclf.validation`), the resolvers those configs use, and
-`plain` for turning a config node into Python values."""
+`plain` for turning a config node into Python values, and `instantiate_group` for a group of `_target_`s."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
@@ -42,6 +43,28 @@ class PathsSettings:
 register("paths", PathsSettings)
 
 
+# the commands that train have a `strategy` group, kept apart from conf/'s groups (conf/training/strategy) and
+# put on their search path alone: textclf-select has a `strategy` key of its own, which Hydra would take for a
+# choice of that group (hydra.searchpath may be set only by a primary config or the command line)
+TRAINING_CONFIGS = ("train", "sweep", "audit")
+TRAINING_SEARCH_PATH = "pkg://textclf.conf.training"
+
+
+def with_search_path(config_name: str, overrides: list[str]) -> list[str]:
+    """The command line's overrides, with the training groups' search path for the commands that train
+    (joined to a `hydra.searchpath=[...]` of the user's own, which would otherwise replace it)."""
+    if config_name not in TRAINING_CONFIGS:
+        return list(overrides)
+    if not any(override.startswith("hydra.searchpath=") for override in overrides):
+        return [f"hydra.searchpath=[{TRAINING_SEARCH_PATH}]", *overrides]
+    return [
+        f"hydra.searchpath=[{TRAINING_SEARCH_PATH},{override.split('=', 1)[1].strip()[1:-1]}]"
+        if override.startswith("hydra.searchpath=")
+        else override
+        for override in overrides
+    ]
+
+
 def composed(config_name: str, overrides: list[str]) -> DictConfig:
     """A command's config with its `hydra` node, as Hydra composes it (HydraConfig set, so that `${hydra:...}`
     resolves); a composition error (a wrong type, an unknown key or config) raised as a one-line SettingsError."""
@@ -49,7 +72,7 @@ def composed(config_name: str, overrides: list[str]) -> DictConfig:
     try:
         with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
             try:
-                cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+                cfg = compose(config_name, overrides=with_search_path(config_name, overrides), return_hydra_config=True)
             except (HydraException, OmegaConfBaseException) as error:
                 keys = keys_for_hint(config_name, overrides)
                 raise SettingsError([composition_error_line(error, keys)]) from None
@@ -63,7 +86,7 @@ def keys_for_hint(config_name: str, overrides: list[str]) -> list[str]:
     """The keys of the config the overrides' group choices compose (`data=hf` adds keys), for a typo's hint."""
     groups = [item for item in overrides if "=" in item and "." not in item.split("=")[0] and item[0] not in "+~"]
     try:
-        return all_keys(compose(config_name, overrides=groups))
+        return all_keys(compose(config_name, overrides=with_search_path(config_name, groups)))
     except (HydraException, OmegaConfBaseException):
         return []
 
@@ -87,3 +110,15 @@ def plain(value: Any) -> Any:
     """A config value as plain Python (checkpoints are read back with weights_only, which refuses
     OmegaConf objects)."""
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+def instantiate_group(group: DictConfig | None, **extra: dict[str, Any]) -> list[Any]:
+    """Every `_target_` entry of a config group such as `callbacks` or `logger`; `extra[name]` adds
+    arguments to the entry called `name`."""
+    if not group:
+        return []
+    return [
+        instantiate(entry, **extra.get(name, {}))
+        for name, entry in group.items()
+        if isinstance(entry, DictConfig) and "_target_" in entry
+    ]

@@ -8,6 +8,9 @@ from pathlib import Path
 from textclf.errors import CheckpointError
 
 LAST = "last.ckpt"
+# phase 1 of strategy=contrastive (training/contrastive.py), beside last.ckpt
+CONTRASTIVE_LAST = "contrastive_last.ckpt"
+CONTRASTIVE_BEST = "contrastive.ckpt"  # its classifier, the run's best checkpoint
 
 
 def is_unfinished(run_dir: Path) -> bool:
@@ -15,6 +18,7 @@ def is_unfinished(run_dir: Path) -> bool:
     a fold) but never wrote its final metrics."""
     started = (
         (run_dir / "checkpoints" / LAST).is_file()
+        or (run_dir / "checkpoints" / CONTRASTIVE_LAST).is_file()
         or (run_dir / "sweep.json").is_file()
         or any(run_dir.glob("fold_*/checkpoints/" + LAST))
         or any(run_dir.glob("fold_*/metrics.json"))
@@ -35,12 +39,13 @@ def run_dir(resume: str | None, fresh: str) -> str:
 
 
 def resume_checkpoint(output_dir: Path, resume: str | None) -> Path | None:
-    """The checkpoint a resumed run continues from: the run dir's last.ckpt, or None for a new run."""
+    """The checkpoint a resumed run continues from: the run dir's last.ckpt, or None for a new run (or a
+    contrastive run killed in phase 1, which resumes from its own checkpoint)."""
     if resume is None:
         return None
     last = output_dir / "checkpoints" / LAST
     if last.is_file():
         return last
-    if str(resume) != "auto":
+    if str(resume) != "auto" and not (output_dir / "checkpoints" / CONTRASTIVE_LAST).is_file():
         raise CheckpointError(f"resume={resume}: no checkpoint to resume from ({last} not found)")
     return None

@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from textclf.atomic import write_atomically
-from textclf.config import CONFIG_PATH, check_command_line
+from textclf.config import CONFIG_PATH, check_command_line, with_search_path
 from textclf.errors import TextclfError, first_line
 from textclf.validation import SettingsError, checked
 
@@ -47,6 +47,7 @@ def command_main(
 
     def main() -> Any:
         check_settings_first(config_name, sys.argv[1:])
+        sys.argv[1:] = with_search_path(config_name, sys.argv[1:])
         return hydra_main()
 
     return main

@@ -22,6 +22,7 @@ from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from textclf.config import with_search_path
 from textclf.precision import resolve_precision
 from textclf.pretrained import resolve_pretrained
 from textclf.training.fit import train
@@ -199,7 +200,7 @@ def test_debug_presets_run(make_cfg, toy_csv: Path, preset: str) -> None:
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_each_dataset_has_a_data_config_and_an_experiment(dataset: str) -> None:
     with initialize_config_module("textclf.conf", version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={dataset}"])
+        cfg = compose("train", overrides=with_search_path("train", [f"experiment={dataset}"]))
     assert cfg.data.source == dataset
 
 
@@ -230,6 +231,7 @@ def test_bad_data_file_gives_a_one_line_error_from_the_command(tmp_path: Path) -
     assert result.stderr.strip().splitlines()[-1] == f"textclf: error: {tmp_path / 'nope.csv'}: file not found"
 
 
+@pytest.mark.slow
 def test_configs_ship_inside_the_wheel(tmp_path: Path) -> None:
     subprocess.run(
         [
@@ -261,7 +263,9 @@ def test_the_slurm_launcher_preset_composes_with_the_submitit_plugin(tmp_path: P
     GlobalHydra.instance().clear()
     with initialize_config_module("textclf.conf", version_base="1.3"):
         cfg = compose(
-            "train", overrides=["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4"], return_hydra_config=True
+            "train",
+            overrides=with_search_path("train", ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4"]),
+            return_hydra_config=True,
         )
     GlobalHydra.instance().clear()
     launcher = cfg.hydra.launcher
@@ -341,6 +345,7 @@ def test_long_texts_keep_their_head_tail_or_both(tiny_model_dir: Path, truncatio
     assert tokenizer.decode(ids) == f"[CLS] {kept} [SEP]"
 
 
+@pytest.mark.slow
 def test_cpu_training_uses_fast_dropout_and_leaves_frozen_embeddings_alone(
     make_cfg, toy_csv: Path, tiny_model_dir: Path
 ) -> None:

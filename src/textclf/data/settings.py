@@ -59,6 +59,8 @@ class DataSettings:
     max_windows: int | None = setting(whole(1, optional=True, note="every window"))
     window_aggregation: str = setting(one_of(AGGREGATIONS))
     max_train_examples: int | None = setting(whole(1, optional=True, note="all"))
+    train_per_class: int | None = setting(whole(1, optional=True, note="all"))
+    sample_seed: int | None = setting()
     fold: int | None = setting(whole(0, optional=True))
     folds: int | None = setting(whole(2, optional=True))
     val_fraction: float = setting(FRACTION)

@@ -72,6 +72,8 @@ def split_off(
     """A deterministic random (rest, held-out) split of rows whose `label` holds tuples of names. With
     `keep_classes` (classification), a held-out row with a label that no remaining row has goes back to
     the rest: a rare class is never held out entirely (the model could not learn it)."""
+    if fraction == 0:  # nothing held out (data.val_fraction=0: a run without validation)
+        return frame.reset_index(drop=True), frame.iloc[:0].reset_index(drop=True)
     order = np.random.default_rng(seed).permutation(len(frame))
     held = max(1, round(fraction * len(frame)))
     rest, held_out = order[held:], order[:held]
@@ -109,6 +111,16 @@ def label_tuples(values: pd.Series, multi_label: bool, delimiter: str | None) ->
         return shared[value]
 
     return [labels(value) for value in values]
+
+
+def per_class(frame: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
+    """At most `count` rows of each class, drawn at random from `seed` and kept in their order (few-shot
+    training: `data.train_per_class`). A multi-label row counts for its first label."""
+    first = frame["label"].map(lambda names: names[0] if names else "")
+    order = np.random.default_rng(seed).permutation(len(frame))
+    rank = pd.Series(order).groupby(first.iloc[order].to_numpy()).cumcount()  # within its class, in draw order
+    kept = np.sort(order[rank.to_numpy() < count])
+    return frame.iloc[kept].reset_index(drop=True)
 
 
 def cross_validation_fold(pool: pd.DataFrame, fold: int, folds: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -152,12 +164,15 @@ def prepare(
     regression: bool = False,
     exclude_rows: str | None = None,
     relabel_file: str | None = None,
+    train_per_class: int | None = None,
+    sample_seed: int | None = None,
 ) -> Splits:
     """Cleaned splits with label tuples and input row numbers; val and test split off train where the
     source has none (from `split_seed`, so runs with different seeds are tested on the same rows). With
     `folds`, train and val are pooled and fold `fold` of them becomes val (cross-validation). The rows that
     `exclude_rows` names are dropped and those `relabel_file` names relabelled after the test split is
-    drawn (so the test rows stay the same) and before val and the folds are."""
+    drawn (so the test rows stay the same) and before val and the folds are. `train_per_class` then keeps
+    that many training rows of each class (drawn from `sample_seed`, else `split_seed`)."""
     if empty_texts not in EMPTY_TEXTS:
         raise DataError(f"data.empty_texts must be one of {', '.join(EMPTY_TEXTS)}, not '{empty_texts}'")
     splits = {name: clean_split(frame, source.where(name), empty_texts) for name, frame in numbered(raw).items()}
@@ -180,6 +195,12 @@ def prepare(
         if folds:
             pool = pd.concat([splits["train"], splits["val"]], ignore_index=True)
             splits["train"], splits["val"] = cross_validation_fold(pool, fold or 0, folds, split_seed + 2)
+        if train_per_class is not None:
+            if regression:
+                raise DataError("data.train_per_class: regression has no classes to count (data.max_train_examples)")
+            splits["train"] = per_class(
+                splits["train"], train_per_class, split_seed if sample_seed is None else sample_seed
+            )
         if max_train_examples is not None:
             splits["train"] = splits["train"].iloc[:max_train_examples]
     return splits
@@ -188,7 +209,14 @@ def prepare(
 ROW_SETTINGS = ("label_delimiter", "empty_texts", "val_fraction", "test_fraction", "split_seed", "max_train_examples")
 
 
-LATER_ROW_SETTINGS = ("fold", "folds", "exclude_rows", "relabel_file")  # absent from older checkpoints
+LATER_ROW_SETTINGS = (
+    "fold",
+    "folds",
+    "exclude_rows",
+    "relabel_file",
+    "train_per_class",
+    "sample_seed",
+)  # absent from older checkpoints
 
 
 def row_settings(settings: Mapping[str, Any]) -> dict[str, Any]:

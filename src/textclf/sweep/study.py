@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from textclf.atomic import write_json_atomically
+from textclf.config import with_search_path
 from textclf.errors import SettingError
 from textclf.log import log
 from textclf.running import error_line
@@ -56,7 +57,8 @@ def run_trial(
         f"paths.output_dir={run_dir}",
         f"run_group={group}",  # the trials' runs in MLflow or W&B are grouped by the study
     ]
-    metrics, _ = train(checked(hydra.compose("train", overrides=overrides)), callbacks=callbacks)
+    cfg = hydra.compose("train", overrides=with_search_path("train", overrides))
+    metrics, _ = train(checked(cfg), callbacks=callbacks)
     return metrics
 
 

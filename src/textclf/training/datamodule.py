@@ -47,6 +47,8 @@ class TextClassificationDataModule(L.LightningDataModule):
         max_windows: int | None = None,
         window_aggregation: str = "mean",
         max_train_examples: int | None = None,
+        train_per_class: int | None = None,
+        sample_seed: int | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int = 42,

@@ -4,6 +4,7 @@ Hydra. A plain function: tests and benchmarks call it in-process on `textclf.con
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from collections.abc import Sequence
@@ -18,11 +19,13 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from textclf.atomic import remove_partial_files, write_json_atomically
+from textclf.config import instantiate_group
+from textclf.errors import SettingError
 from textclf.log import log
 from textclf.model.tasks import TUNED
 from textclf.precision import resolve_precision
-from textclf.run_dirs import resume_checkpoint
-from textclf.training import trackers
+from textclf.run_dirs import CONTRASTIVE_BEST, resume_checkpoint
+from textclf.training import contrastive, trackers
 from textclf.training.calibrate import calibrate_best
 from textclf.training.crossval import cross_validate
 from textclf.training.resuming import AtomicCheckpointIO, RandomStateCheckpoint, resume_step
@@ -30,18 +33,6 @@ from textclf.training.resuming import AtomicCheckpointIO, RandomStateCheckpoint,
 if TYPE_CHECKING:
     from textclf.training.datamodule import TextClassificationDataModule
     from textclf.training.lit_module import ClassifierLitModule
-
-
-def instantiate_group(group: DictConfig | None, **extra: dict[str, Any]) -> list[Any]:
-    """Every `_target_` entry of a config group such as `callbacks` or `logger`; `extra[name]` adds
-    arguments to the entry called `name`."""
-    if not group:
-        return []
-    return [
-        instantiate(entry, **extra.get(name, {}))
-        for name, entry in group.items()
-        if isinstance(entry, DictConfig) and "_target_" in entry
-    ]
 
 
 def scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
@@ -83,10 +74,19 @@ def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) ->
     output_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = cfg.get("ckpt_path") or resume_checkpoint(output_dir, cfg.get("resume"))
     datamodule, model = data_and_model(cfg)
-    resumed_step = prepare_resume(ckpt_path, model, output_dir / "checkpoints")
-    trainer = build_trainer(cfg, extra_callbacks, resumed_step)
-    metrics = fit_model(trainer, model, datamodule, ckpt_path)
-    best_path = best_model_path(trainer)
+    if not len(datamodule.datasets["val"]):
+        cfg = without_validation(cfg)
+    if cfg.strategy.name == "contrastive":
+        trainer = build_trainer(cfg, extra_callbacks, 0)
+        contrastive.train_pairs(cfg, model, datamodule, trainer.loggers)
+        contrastive.fit_head(cfg, model, datamodule)
+        best_path = str(output_dir / "checkpoints" / CONTRASTIVE_BEST)
+        metrics = contrastive.save_classifier(trainer, model, datamodule, best_path)
+    else:
+        resumed_step = prepare_resume(ckpt_path, model, output_dir / "checkpoints")
+        trainer = build_trainer(cfg, extra_callbacks, resumed_step)
+        metrics = fit_model(trainer, model, datamodule, ckpt_path)
+        best_path = best_model_path(trainer)
     metrics |= evaluate_best(cfg, trainer, datamodule, model, best_path)
     write_results(cfg, trainer, metrics, output_dir, best_path)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
@@ -94,10 +94,15 @@ def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) ->
 
 def data_and_model(cfg: DictConfig) -> tuple[TextClassificationDataModule, ClassifierLitModule]:
     """The data module, set up for fitting, and the model built for its label set (the size of the head),
-    its class weights and regression scale; the tokenizer that tokenized the data travels in checkpoints."""
+    its class weights and regression scale; the tokenizer that tokenized the data travels in checkpoints.
+    `strategy.name` is settled here (auto: from the training examples per class), with the head it needs."""
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     log.info(f"data: {json.dumps(datamodule.describe())}")
+    cfg.strategy.name = contrastive.chosen_strategy(cfg, datamodule)
+    if cfg.strategy.name == "contrastive" and cfg.model.net.head != cfg.strategy.pooling:
+        log.info(f"model.net.head={cfg.strategy.pooling}: the head reads the contrastive strategy's pooling")
+        cfg.model.net.head = cfg.strategy.pooling
     class_weights = cfg.model.get("class_weights")
     if class_weights == "balanced":
         class_weights = datamodule.class_weights()
@@ -115,6 +120,27 @@ def data_and_model(cfg: DictConfig) -> tuple[TextClassificationDataModule, Class
         **scale,
     )
     return datamodule, model
+
+
+def without_validation(cfg: DictConfig) -> DictConfig:
+    """A run with no validation split (data.val_fraction=0 and no validation file): no validation, no early
+    stopping, and the checkpoint kept is the last one, which is tested."""
+    for key in ("calibrate", "threshold"):
+        if cfg.model.get(key) in (True, TUNED):
+            raise SettingError(
+                f"model.{key}: {cfg.model[key]} is fitted on the validation split; data.val_fraction=0 leaves none"
+            )
+    log.info("no validation split (data.val_fraction=0): no early stopping; the last weights are tested")
+    cfg = copy.deepcopy(cfg)
+    cfg.trainer.limit_val_batches = 0
+    cfg.trainer.num_sanity_val_steps = 0
+    callbacks = cfg.get("callbacks") or {}
+    if callbacks.get("early_stopping"):
+        callbacks.early_stopping = None
+    if callbacks.get("model_checkpoint"):
+        callbacks.model_checkpoint.monitor = None
+        callbacks.model_checkpoint.filename = "last-epoch{epoch:02d}"
+    return cfg
 
 
 def prepare_resume(ckpt_path: str | Path | None, model: ClassifierLitModule, checkpoint_dir: Path) -> int:

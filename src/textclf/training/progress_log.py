@@ -53,7 +53,8 @@ class ProgressLog(L.Callback):
         if not self.active:
             return
         metrics = {"mean loss": float(self.loss_sum) / max(self.batches, 1)}
-        monitor = f"val/{pl_module.task.monitor}"  # val/acc, or val/pearson for regression
+        task = getattr(pl_module, "task", None)  # none: contrastive pair training (no validation)
+        monitor = f"val/{task.monitor}" if task else "val/loss"  # val/acc, or val/pearson for regression
         metrics |= {
             key: float(trainer.callback_metrics[key])
             for key in ("val/loss", monitor, f"{monitor}_best")

@@ -78,12 +78,12 @@ class LastCheckpoint(Checkpoint):
     at the same step, that is, at the end of training; and two of them wrote the same file twice there.)
     As a `Checkpoint`, Lightning runs it after the other callbacks, so what it saves includes their state."""
 
-    def __init__(self, dirpath: str, every_n_train_steps: int = 500) -> None:
+    def __init__(self, dirpath: str, every_n_train_steps: int = 500, filename: str = LAST) -> None:
         if every_n_train_steps < 1:
             raise ValueError(
                 f"callbacks.last_checkpoint.every_n_train_steps must be 1 or more, not {every_n_train_steps}"
             )
-        self.path = Path(dirpath) / LAST
+        self.path = Path(dirpath) / filename
         self.every_n_train_steps = every_n_train_steps
         self.saved_step = -1
 

@@ -35,6 +35,10 @@ WHEN = ("auto", "always", "never")  # callbacks.progress_log.enabled
 # sweep.pruner (Optuna's pruners, textclf.training.pruning)
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
 MODES = ("max", "min")
+# strategy.name: auto picks contrastive below strategy.contrastive_below training examples per class
+STRATEGIES = ("auto", "finetune", "contrastive")
+PAIR_LOSSES = ("cosine", "contrastive")  # textclf.model.contrastive
+POOLINGS = ("mean", "cls")
 # a share of the batches (a fraction up to 1.0) or a count of them (a whole number)
 BATCHES = either("a fraction in [0, 1] of the batches, or a whole number of them", PROBABILITY, whole(0))
 
@@ -157,6 +161,23 @@ class CrossValidationSettings:
 
 
 @dataclass
+class StrategySettings:
+    """conf/strategy: how the classifier is trained, and the contrastive strategy's knobs."""
+
+    name: str = setting(one_of(STRATEGIES))
+    contrastive_below: int = setting(whole(1, unit="training examples per class"))
+    num_iterations: int = setting(POSITIVE)
+    batch_size: int = setting(POSITIVE)
+    body_lr: float = setting(number(0, low_open=True))
+    body_epochs: int = setting(POSITIVE)
+    warmup_fraction: float = setting(number(0, 1, high_open=True))
+    loss: str = setting(one_of(PAIR_LOSSES))
+    pooling: str = setting(one_of(POOLINGS))
+    head_c: float = setting(number(0, low_open=True))
+    head_max_iter: int = setting(POSITIVE)
+
+
+@dataclass
 class TrainSettings:
     """conf/train.yaml: `textclf-train`'s own keys; the groups have schemas of their own."""
 
@@ -171,6 +192,7 @@ class TrainSettings:
     log_export: bool = setting()
     data: Any = setting()
     model: Any = setting()
+    strategy: StrategySettings = setting()
     trainer: Any = setting()
     paths: Any = setting()
     callbacks: Any = setting(factory=dict)
@@ -179,6 +201,7 @@ class TrainSettings:
 
 register("train", TrainSettings)
 register("trainer", TrainerSettings)
+register("strategy", StrategySettings)
 register("callbacks", CallbacksSettings)
 
 

@@ -1,0 +1,1 @@
+"""The groups of the commands that train (train, sweep, audit), on their search path alone: textclf.config."""

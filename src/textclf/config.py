@@ -55,8 +55,8 @@ def with_search_path(config_name: str, overrides: list[str]) -> list[str]:
     (joined to a `hydra.searchpath=[...]` of the user's own, which would otherwise replace it)."""
     if config_name not in TRAINING_CONFIGS:
         return list(overrides)
-    if not any(override.startswith("hydra.searchpath=") for override in overrides):
-        return [f"hydra.searchpath=[{TRAINING_SEARCH_PATH}]", *overrides]
+    if not any(override.startswith("hydra.searchpath=") for override in overrides):  # last: after any flag
+        return [*overrides, f"hydra.searchpath=[{TRAINING_SEARCH_PATH}]"]
     return [
         f"hydra.searchpath=[{TRAINING_SEARCH_PATH},{override.split('=', 1)[1].strip()[1:-1]}]"
         if override.startswith("hydra.searchpath=")

@@ -408,3 +408,26 @@ def test_a_regression_sweep_minimizes_an_error(tiny_model_dir: Path, tmp_path: P
     assert (summary["status"] == "complete").all() and len(summary) == 3
     assert study.best_value == pytest.approx(summary["val/mae"].min())
     assert study.best_trial.number == summary["val/mae"].idxmin()
+
+
+@pytest.mark.slow
+def test_a_contrastive_sweep_searches_the_strategys_knobs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "reviews.csv"
+    toy_reviews(300).to_csv(csv, index=False)
+    sweep_dir = tmp_path / "sweep"
+    result = run(
+        "sweep",
+        *quick_overrides(csv, tiny_model_dir, tmp_path),
+        "strategy=contrastive",
+        "hparams_search=contrastive",
+        "data.train_per_class=8",
+        "sweep.pruner=median",  # a contrastive run validates once, after both phases: never pruned
+        f"hydra.run.dir={sweep_dir}",
+        "sweep.n_trials=3",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = read_summary(sweep_dir)
+    assert (summary["status"] == "complete").all() and len(summary) == 3
+    assert summary["strategy.body_lr"].nunique() == 3 and set(summary["strategy.loss"]) <= {"cosine", "contrastive"}
+    assert summary["val/acc_best"].notna().all()

@@ -7,9 +7,11 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+import onnxruntime
 import pandas as pd
 import pytest
-from conftest import toy_reviews
+from conftest import export_checkpoint, toy_reviews
 from hydra.utils import instantiate
 from resume_runs import final_metrics, train_command
 
@@ -69,6 +71,13 @@ def test_a_few_shot_run_without_validation_tests_its_last_weights_and_predicts(
     predicted = predictor.labels_of(predictor.predict_proba(texts))
     truth = pd.read_csv(test_csv)["label"].tolist()
     assert sum(p == t for p, t in zip(predicted, truth)) / len(texts) == pytest.approx(metrics["test/acc"], abs=0.01)
+    onnx = export_checkpoint(checkpoint, "onnx", tmp_path)  # the head is the network's own linear layer
+    session = onnxruntime.InferenceSession(str(onnx / "model.onnx"))
+    inputs = predictor.tokenizer(texts[:5], padding=True, return_tensors="np", return_token_type_ids=False)
+    (logits,) = session.run(None, {key: value.astype(np.int64) for key, value in inputs.items()})
+    assert (logits.argmax(1) == predictor.predict_proba(texts[:5]).argmax(1)).all()
+    with pytest.raises(Exception, match="format=hf: the mean head has no Hugging Face model class"):
+        export_checkpoint(checkpoint, "hf", tmp_path)
 
 
 def test_finetuning_without_validation_keeps_the_last_epoch(make_cfg, toy_csv: Path) -> None:
@@ -152,3 +161,23 @@ def test_train_per_class_keeps_that_many_of_each_class_from_its_seed(make_cfg, t
         assert len(data.frames["val"]) == 60  # val and test as without it
         drawn.append(train_rows["text"].tolist())
     assert drawn[0] == drawn[1] != drawn[2]
+
+
+@pytest.mark.slow
+def test_cross_validation_runs_the_contrastive_strategy_in_every_fold(make_cfg, toy_csv: Path) -> None:
+    cfg = make_cfg(
+        "data=files",
+        f"data.train_file={toy_csv}",
+        "strategy=contrastive",
+        "strategy.body_lr=3e-3",
+        "strategy.num_iterations=5",
+        "data.train_per_class=8",
+        "cv.folds=2",
+    )
+    metrics, _ = train(cfg)
+    run = Path(cfg.paths.output_dir)
+    assert {"val/acc_best", "val/acc_best_std", "test/acc", "test/acc_std"} <= set(metrics)
+    for fold in (0, 1):
+        assert (run / f"fold_{fold}" / "checkpoints" / "contrastive.ckpt").is_file()
+    predictions = pd.read_parquet(run / "oof_predictions.parquet")
+    assert len(predictions) == 540 and predictions["fold"].nunique() == 2  # every pooled row, out of fold

@@ -164,8 +164,11 @@ def train_pairs(cfg: DictConfig, model: ClassifierLitModule, data: TextClassific
     every = (cfg.callbacks.get("last_checkpoint") or {}).get("every_n_train_steps", 500)
     callbacks = [LastCheckpoint(str(checkpoints), every, CONTRASTIVE_LAST), RandomStateCheckpoint()]
     callbacks += [callback for callback in instantiate_group(cfg.get("callbacks")) if watches_pairs(callback)]
-    trainer = L.Trainer(
+    trainer = L.Trainer(  # the run's trainer settings that shorten a run (debug=fdr, debug=limit) apply too
         max_epochs=strategy.body_epochs,
+        max_steps=cfg.trainer.get("max_steps", -1),
+        limit_train_batches=cfg.trainer.limit_train_batches,
+        fast_dev_run=cfg.trainer.fast_dev_run,
         accelerator=cfg.trainer.accelerator,
         devices=1,
         precision=resolve_precision(cfg.trainer.precision),

@@ -76,8 +76,8 @@ def fit_and_test(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) ->
     datamodule, model = data_and_model(cfg)
     if not len(datamodule.datasets["val"]):
         cfg = without_validation(cfg)
-    if cfg.strategy.name == "contrastive":
-        trainer = build_trainer(cfg, extra_callbacks, 0)
+    if cfg.strategy.name == "contrastive":  # validated once, at the end: a sweep's pruner has nothing to act on
+        trainer = build_trainer(cfg, [], 0)
         contrastive.train_pairs(cfg, model, datamodule, trainer.loggers)
         contrastive.fit_head(cfg, model, datamodule)
         best_path = str(output_dir / "checkpoints" / CONTRASTIVE_BEST)

@@ -232,4 +232,5 @@ def test_a_killed_window_run_resumes_and_ends_as_if_it_never_stopped(tiny_model_
     csv = tmp_path / "long.csv"
     hidden_label_reviews(120).to_csv(csv, index=False)
     windows = ("data.long_texts=window", "data.max_length=16", "data.window_stride=4", "data.max_windows=3")
-    assert_resumes_as_if_never_stopped(tmp_path, tiny_model_dir, csv, *windows, kill_at=27, resumed_at=25)
+    finetune = "strategy=finetune"  # 48 texts a class: auto would train contrastively
+    assert_resumes_as_if_never_stopped(tmp_path, tiny_model_dir, csv, *windows, finetune, kill_at=27, resumed_at=25)

@@ -123,11 +123,12 @@ def test_a_run_killed_in_phase_1_resumes_and_ends_as_if_it_never_stopped(tiny_mo
     [
         (("data.train_per_class=8",), "contrastive"),
         (("data.train_per_class=100",), "finetune"),
-        (("data.train_per_class=8", "strategy.contrastive_below=4"), "finetune"),
+        (("data.train_per_class=64",), "contrastive"),
+        (("data.train_per_class=8", "strategy.contrastive_up_to=4"), "finetune"),
         (("data.train_per_class=8", "strategy=finetune"), "finetune"),
     ],
 )
-def test_auto_picks_contrastive_below_its_crossover(make_cfg, toy_csv: Path, overrides, chosen, caplog) -> None:
+def test_auto_picks_contrastive_up_to_its_crossover(make_cfg, toy_csv: Path, overrides, chosen, caplog) -> None:
     cfg = make_cfg("data=files", f"data.train_file={toy_csv}", *overrides)
     data = instantiate(cfg.data)
     data.setup("fit")
@@ -181,3 +182,16 @@ def test_cross_validation_runs_the_contrastive_strategy_in_every_fold(make_cfg, 
         assert (run / f"fold_{fold}" / "checkpoints" / "contrastive.ckpt").is_file()
     predictions = pd.read_parquet(run / "oof_predictions.parquet")
     assert len(predictions) == 540 and predictions["fold"].nunique() == 2  # every pooled row, out of fold
+
+
+def test_long_texts_train_contrastively_window_by_window(make_cfg, tmp_path: Path) -> None:
+    csv = tmp_path / "long.csv"
+    toy_reviews(60).to_csv(csv, index=False)  # up to 21 words: up to 5 windows of 6
+    windows = ("data.long_texts=window", "data.max_length=8", "data.window_stride=2")
+    cfg = make_cfg(
+        "data=files", f"data.train_file={csv}", *windows, "strategy=contrastive", "strategy.num_iterations=2"
+    )
+    metrics, objects = train(cfg)
+    data = objects["datamodule"]
+    assert len(data.datasets["train"]) > len(data.frames["train"])  # the examples were windows
+    assert metrics["test/acc"] >= 0 and "val/acc" in metrics  # one row of metrics per text

@@ -24,6 +24,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from textclf.atomic import write_json_atomically
 from textclf.config import instantiate_group
+from textclf.data.batching import LengthBucketBatchSampler, loader
 from textclf.data.pairs import PairBatchSampler, PairCollator, PairDataset, PairDrawer
 from textclf.errors import SettingError
 from textclf.log import log
@@ -74,10 +75,10 @@ def chosen_strategy(cfg: DictConfig, data: TextClassificationDataModule) -> str:
         reason = unsuited or ("ckpt_path" if cfg.get("ckpt_path") else "several devices")
         log.info(f"strategy=auto: finetune, for {reason}")
         return "finetune"
-    chosen = "contrastive" if per_class < strategy.contrastive_below else "finetune"
+    chosen = "contrastive" if per_class <= strategy.contrastive_up_to else "finetune"
     log.info(
         f"strategy=auto: {chosen}, for {per_class:.1f} training examples per class "
-        f"({'<' if chosen == 'contrastive' else '≥'} strategy.contrastive_below={strategy.contrastive_below})"
+        f"({'≤' if chosen == 'contrastive' else '>'} strategy.contrastive_up_to={strategy.contrastive_up_to})"
     )
     return chosen
 
@@ -196,14 +197,16 @@ def train_pairs(cfg: DictConfig, model: ClassifierLitModule, data: TextClassific
 
 @torch.no_grad()
 def training_embeddings(model: ClassifierLitModule, data: TextClassificationDataModule, precision: str | int) -> tuple:
-    """The pooled embedding, target and class weight of every training example, the network in eval mode."""
-    net = model.net
+    """The pooled embedding and target of every training example (each window of a long text, with its
+    text's label), the network in eval mode."""
+    net, split, hp = model.net, data.datasets["train"], data.hparams
     was_training = net.training
     net.eval()
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=str(precision).startswith("bf16"))
+    sampler = LengthBucketBatchSampler(split.lengths, hp.eval_batch_size, shuffle=False)
     embeddings, targets = [], []
     with autocast:
-        for batch in data.dataloader("train"):
+        for batch in loader(split, sampler, data.tokenizer.pad_token_id, hp.pad_to_multiple_of):
             embeddings.append(pooled(net, batch["input_ids"], batch["attention_mask"]).float())
             targets.append(batch["labels"])
     net.train(was_training)

@@ -35,7 +35,7 @@ WHEN = ("auto", "always", "never")  # callbacks.progress_log.enabled
 # sweep.pruner (Optuna's pruners, textclf.training.pruning)
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
 MODES = ("max", "min")
-# strategy.name: auto picks contrastive below strategy.contrastive_below training examples per class
+# strategy.name: auto picks contrastive up to strategy.contrastive_up_to training examples per class
 STRATEGIES = ("auto", "finetune", "contrastive")
 PAIR_LOSSES = ("cosine", "contrastive")  # textclf.model.contrastive
 POOLINGS = ("mean", "cls")
@@ -165,7 +165,7 @@ class StrategySettings:
     """conf/strategy: how the classifier is trained, and the contrastive strategy's knobs."""
 
     name: str = setting(one_of(STRATEGIES))
-    contrastive_below: int = setting(whole(1, unit="training examples per class"))
+    contrastive_up_to: int = setting(whole(1, unit="training examples per class"))
     num_iterations: int = setting(POSITIVE)
     batch_size: int = setting(POSITIVE)
     body_lr: float = setting(number(0, low_open=True))

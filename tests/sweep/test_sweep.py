@@ -411,13 +411,11 @@ def test_a_regression_sweep_minimizes_an_error(tiny_model_dir: Path, tmp_path: P
 
 
 @pytest.mark.slow
-def test_a_contrastive_sweep_searches_the_strategys_knobs(tiny_model_dir: Path, tmp_path: Path) -> None:
-    csv = tmp_path / "reviews.csv"
-    toy_reviews(300).to_csv(csv, index=False)
+def test_a_contrastive_sweep_searches_the_strategys_knobs(quick_training, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     result = run(
         "sweep",
-        *quick_overrides(csv, tiny_model_dir, tmp_path),
+        *quick_training,
         "strategy=contrastive",
         "hparams_search=contrastive",
         "data.train_per_class=8",

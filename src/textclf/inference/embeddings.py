@@ -14,6 +14,7 @@ import torch
 from textclf.data import batching
 from textclf.data.windows import aggregate
 from textclf.inference.predictor import Predictor, autocast_to, text_batches
+from textclf.model.network import mean_pooled
 
 
 class PooledStates:
@@ -33,9 +34,8 @@ class PooledStates:
     def catch(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any], output: Any) -> None:
         hidden = output[0].float()
         mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
-        mask = torch.ones(hidden.shape[:2], device=hidden.device) if mask is None else mask.to(hidden.dtype)
-        pooled = (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-        self.caught.append(pooled.cpu())
+        mask = torch.ones(hidden.shape[:2], device=hidden.device) if mask is None else mask
+        self.caught.append(mean_pooled(hidden, mask).cpu())
 
     def take(self) -> torch.Tensor:
         states, self.caught = torch.cat(self.caught), []

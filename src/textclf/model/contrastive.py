@@ -33,18 +33,9 @@ def contrastive_loss(similarity: torch.Tensor, target: torch.Tensor) -> torch.Te
 PAIR_LOSSES = {"cosine": cosine_loss, "contrastive": contrastive_loss}
 
 
-def pooled(net: PooledNetwork, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The representation the network's head reads: the mean token state (head `mean`) or [CLS] (`cls`)."""
-    hidden = net.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    if net.head_kind == "cls":
-        return hidden[:, 0]
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-
-
 def pair_similarity(net: PooledNetwork, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """The cosine similarity of each pair of a batch whose first half holds the anchors, the second their partners."""
-    embeddings = pooled(net, input_ids, attention_mask).float()
+    embeddings = net.pooled(input_ids, attention_mask).float()
     anchors, partners = embeddings.chunk(2)
     return F.cosine_similarity(anchors, partners)
 

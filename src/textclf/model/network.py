@@ -98,20 +98,28 @@ class PooledNetwork(ClassifierNetwork):
         self.encoder = encoder
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.config.hidden_size, num_labels))
 
-    def logits(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+    def pooled(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
+        """The representation the head reads (also what the contrastive strategy trains: model/contrastive.py)."""
         types = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **types)
         if self.head_kind == "pooler":
-            pooled = outputs.pooler_output
-        elif self.head_kind == "cls":
-            pooled = outputs.last_hidden_state[:, 0]
-        else:
-            hidden = outputs.last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        return self.head(pooled)
+            return outputs.pooler_output
+        if self.head_kind == "cls":
+            return outputs.last_hidden_state[:, 0]
+        return mean_pooled(outputs.last_hidden_state, attention_mask)
+
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+    ) -> torch.Tensor:
+        return self.head(self.pooled(input_ids, attention_mask, token_type_ids))
+
+
+def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the token states where the attention mask is 1 (sentence-transformers' pooling)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
 def set_dropout(

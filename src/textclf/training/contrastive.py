@@ -29,12 +29,12 @@ from textclf.data.pairs import PairBatchSampler, PairCollator, PairDataset, Pair
 from textclf.errors import SettingError
 from textclf.log import log
 from textclf.model import speedups
-from textclf.model.contrastive import PAIR_LOSSES, fit_linear_head, pair_similarity, pooled
+from textclf.model.contrastive import PAIR_LOSSES, fit_linear_head, pair_similarity
 from textclf.model.network import PooledNetwork
 from textclf.precision import resolve_precision
 from textclf.run_dirs import CONTRASTIVE_LAST
 from textclf.training.lit_module import ADAMW, parameter_groups
-from textclf.training.resuming import AtomicCheckpointIO, LastCheckpoint, RandomStateCheckpoint
+from textclf.training.resuming import AtomicCheckpointIO, LastCheckpoint, RandomStateCheckpoint, epoch_position
 
 if TYPE_CHECKING:
     from textclf.training.datamodule import TextClassificationDataModule
@@ -132,11 +132,7 @@ class PairDataModule(L.LightningDataModule):
         )
 
     def state_dict(self) -> dict[str, int]:
-        trainer = self.trainer
-        if trainer is None or trainer.state.fn != "fit":
-            return {}
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"batches_done": 0 if done >= trainer.num_training_batches else done}
+        return epoch_position(self.trainer)
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self.resume_batches = state_dict.get("batches_done", 0)
@@ -207,7 +203,7 @@ def training_embeddings(model: ClassifierLitModule, data: TextClassificationData
     embeddings, targets = [], []
     with autocast:
         for batch in loader(split, sampler, data.tokenizer.pad_token_id, hp.pad_to_multiple_of):
-            embeddings.append(pooled(net, batch["input_ids"], batch["attention_mask"]).float())
+            embeddings.append(net.pooled(batch["input_ids"], batch["attention_mask"]).float())
             targets.append(batch["labels"])
     net.train(was_training)
     return torch.cat(embeddings), torch.cat(targets)
@@ -233,7 +229,6 @@ def save_classifier(
     trainer: L.Trainer, model: ClassifierLitModule, data: TextClassificationDataModule, path: Path
 ) -> dict:
     """Validates the classifier (when there is a validation split) and saves it as the run's checkpoint."""
-    metrics: dict[str, float] = {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero")
         trainer.validate(model, datamodule=data, verbose=False)

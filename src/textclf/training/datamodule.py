@@ -23,6 +23,7 @@ from textclf.data.tokenization import FULL, check_truncation, load_tokenizer, to
 from textclf.data.windows import TextBatchSampler, check_windows, cut_windows, special_tokens
 from textclf.errors import SettingError
 from textclf.model.tasks import TASKS
+from textclf.training.resuming import epoch_position
 
 
 class TextClassificationDataModule(L.LightningDataModule):
@@ -138,13 +139,7 @@ class TextClassificationDataModule(L.LightningDataModule):
     def state_dict(self) -> dict[str, int]:
         """Where training is in its epoch, saved with every checkpoint: a resumed run skips the batches
         this epoch already trained on (the order of an epoch's batches depends only on seed and epoch)."""
-        trainer = self.trainer
-        if trainer is None or trainer.state.fn != "fit":
-            return {}
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        if done >= trainer.num_training_batches:  # a finished epoch: nothing of it to skip (Lightning may
-            done = 0  # draw the next epoch's loader before it counts the epoch as done)
-        return {"epoch": trainer.current_epoch, "batches_done": done}
+        return epoch_position(self.trainer)
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         if state_dict:

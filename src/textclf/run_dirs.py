@@ -17,10 +17,9 @@ def is_unfinished(run_dir: Path) -> bool:
     """A run that saved a checkpoint (or a sweep that started its study, or a cross-validation that started
     a fold) but never wrote its final metrics."""
     started = (
-        (run_dir / "checkpoints" / LAST).is_file()
-        or (run_dir / "checkpoints" / CONTRASTIVE_LAST).is_file()
-        or (run_dir / "sweep.json").is_file()
-        or any(run_dir.glob("fold_*/checkpoints/" + LAST))
+        (run_dir / "sweep.json").is_file()
+        or any((run_dir / "checkpoints" / name).is_file() for name in (LAST, CONTRASTIVE_LAST))
+        or any(any(run_dir.glob(f"fold_*/checkpoints/{name}")) for name in (LAST, CONTRASTIVE_LAST))
         or any(run_dir.glob("fold_*/metrics.json"))
     )
     return started and not (run_dir / "metrics.json").exists()

@@ -1,6 +1,6 @@
 """`textclf-select`: it skips the texts the checkpoint was trained on, writes its choice in selection order
-with the input's columns, gives the same choice whatever the chunk size (a pool larger than a chunk), and
-refuses a bad k, an empty pool or a missing column with one line."""
+with the input's columns, gives the same choice whatever the chunk size (a pool larger than a chunk; the scores equal
+up to fp32 noise), and refuses a bad k, an empty pool or a missing column with one line."""
 
 from __future__ import annotations
 
@@ -44,6 +44,18 @@ def selected(trained_toy, tmp_path: Path, name: str, *overrides: str) -> pd.Data
     return pd.read_csv(tmp_path / name)
 
 
+def same_choice_up_to_float_noise(chunked: pd.DataFrame, whole: pd.DataFrame, atol: float = 1e-4) -> None:
+    """Chunks batch the texts differently, so fp32 scores differ in their last digits: the scores rank by rank
+    agree, and a text chosen by one and not the other sits at the cut, tied with it within that noise."""
+    assert list(chunked["selection_score"]) == sorted(chunked["selection_score"], reverse=True)
+    np.testing.assert_allclose(chunked["selection_score"], whole["selection_score"], atol=atol)
+    scores = pd.concat([chunked, whole]).groupby("row")["selection_score"].first()
+    cut = min(chunked["selection_score"].min(), whole["selection_score"].min())
+    assert all(scores[row] <= cut + atol for row in set(chunked["row"]) ^ set(whole["row"]))
+    for frame in (chunked, whole):  # each row keeps its score wherever it ranks
+        np.testing.assert_allclose(frame.set_index("row")["selection_score"], scores[frame["row"]], atol=atol)
+
+
 def test_selection_skips_known_texts_keeps_order_and_streams_chunks(trained_toy, tmp_path: Path) -> None:
     path, known = pool_file(trained_toy, tmp_path)
     pool = pd.read_csv(path)
@@ -53,9 +65,11 @@ def test_selection_skips_known_texts_keeps_order_and_streams_chunks(trained_toy,
     )
     assert list(whole.columns) == ["body", "source_id", "row", "selection_score"]
     assert len(whole) == 25 and not set(whole["body"]) & known
-    assert list(whole["body"]) == list(pool["body"].iloc[whole["row"]])  # row: 0-based in the input
+    for frame in (whole, chunked):  # row: 0-based in the input
+        assert list(frame["body"]) == list(pool["body"].iloc[frame["row"]])
+        assert list(frame["source_id"]) == list(pool["source_id"].iloc[frame["row"]])
     assert list(whole["selection_score"]) == sorted(whole["selection_score"], reverse=True)
-    pd.testing.assert_frame_equal(chunked, whole)
+    same_choice_up_to_float_noise(chunked, whole)
     diverse = selected(trained_toy, tmp_path, "diverse.csv", f"input={path}", "k=25", "chunk_size=32")
     assert len(diverse) == 25 and diverse["body"].is_unique and not set(diverse["body"]) & known
     assert set(diverse["body"]) <= set(pool["body"])

@@ -14,7 +14,7 @@ from conftest import toy_reviews, toy_training
 from resume_runs import STEPS_PER_EPOCH, final_metrics, scalars, train_command
 
 from textclf.atomic import OutputError
-from textclf.run_dirs import run_dir
+from textclf.run_dirs import is_unfinished, run_dir
 from textclf.running import run_command
 from textclf.training.fit import train
 from textclf.training.lit_module import load_lit_module
@@ -82,6 +82,28 @@ def test_resume_auto_continues_the_newest_unfinished_run(tmp_path: Path) -> None
     # the most recently written unfinished run; the finished one is never resumed
     assert run_dir("auto", fresh) == str(runs / "2026-11-24_09-00-00")
     assert run_dir(str(runs / "2026-11-24_10-00-00"), fresh) == str(runs / "2026-11-24_10-00-00")
+
+
+@pytest.mark.parametrize(
+    "written, unfinished",
+    [
+        ((".hydra/config.yaml",), False),  # composed, never started
+        (("checkpoints/last.ckpt",), True),
+        (("checkpoints/contrastive_last.ckpt",), True),  # strategy=contrastive killed in phase 1
+        (("fold_0/checkpoints/last.ckpt",), True),
+        (("fold_1/checkpoints/contrastive_last.ckpt",), True),
+        (("fold_0/metrics.json",), True),
+        (("sweep.json",), True),
+        (("checkpoints/last.ckpt", "metrics.json"), False),
+    ],
+)
+def test_a_run_is_unfinished_once_it_saved_a_checkpoint_of_any_kind_until_its_metrics(
+    tmp_path: Path, written: tuple[str, ...], unfinished: bool
+) -> None:
+    for name in written:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert is_unfinished(tmp_path) == unfinished
 
 
 def test_resuming_a_run_dir_without_checkpoint_is_a_one_line_error(make_cfg, toy_csv: Path, capsys) -> None:

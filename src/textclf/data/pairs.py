@@ -92,31 +92,42 @@ class PairBatchSampler(Sampler[list[int]]):
         return -(-self.pairs // self.batch_size)
 
 
+# (example number, token ids) of each side, and the target similarity
+Pair = tuple[tuple[int, np.ndarray], tuple[int, np.ndarray], float]
+
+
 class PairDataset(torch.utils.data.Dataset):
-    """Pair `p` of the current epoch: the two tokenized examples and their similarity."""
+    """Pair `p` of the current epoch: its two examples (their numbers and tokens) and their similarity."""
 
     def __init__(self, split: TokenizedSplit, drawer: PairDrawer, epoch: Callable[[], int]) -> None:
         self.split, self.drawer, self.epoch = split, drawer, epoch
 
-    def __getitem__(self, p: int) -> tuple[np.ndarray, np.ndarray, float]:
+    def __getitem__(self, p: int) -> Pair:
         anchor, partner, similarity = self.drawer.pair(self.epoch(), p)
-        return self.split[anchor][0], self.split[partner][0], similarity
+        return (anchor, self.split[anchor][0]), (partner, self.split[partner][0]), similarity
 
 
 class PairCollator:
-    """Both sides of a batch's pairs padded together (one forward pass of 2 x batch rows: the first half
-    the anchors, the second their partners), and the target similarities as `labels`."""
+    """Each distinct example of a batch's pairs padded once (one forward pass), with the rows of each pair's
+    anchor (`anchor_rows`) and partner (`partner_rows`) among them, and the target similarities as `labels`.
+    A few examples make many pairs: with 16 examples, 16 pairs hold about 14 distinct ones, not 32, and an
+    example met twice is encoded once; the loss, and with it the gradient, is the same sum over the pairs."""
 
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int) -> None:
         self.pad = PadCollator(pad_token_id, pad_to_multiple_of)
 
-    def __call__(self, pairs: list[tuple[np.ndarray, np.ndarray, float]]) -> dict[str, torch.Tensor]:
-        sides = [(ids, 0, 0, -1) for ids, _, _ in pairs] + [(ids, 0, 0, -1) for _, ids, _ in pairs]
-        batch = self.pad(sides)
+    def __call__(self, pairs: list[Pair]) -> dict[str, torch.Tensor]:
+        rows: dict[int, int] = {}
+        examples = []
+        for number, ids in (side for anchor, partner, _ in pairs for side in (anchor, partner)):
+            if number not in rows:
+                rows[number] = len(examples)
+                examples.append((ids, 0, 0, -1))
+        batch = self.pad(examples)
         return {
             "input_ids": batch["input_ids"],
             "attention_mask": batch["attention_mask"],
-            "labels": torch.tensor(
-                [similarity for *_, similarity in pairs], dtype=torch.float32
-            ),  # target similarities
+            "anchor_rows": torch.tensor([rows[anchor[0]] for anchor, _, _ in pairs]),
+            "partner_rows": torch.tensor([rows[partner[0]] for _, partner, _ in pairs]),
+            "labels": torch.tensor([similarity for *_, similarity in pairs], dtype=torch.float32),
         }

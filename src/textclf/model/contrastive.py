@@ -33,11 +33,16 @@ def contrastive_loss(similarity: torch.Tensor, target: torch.Tensor) -> torch.Te
 PAIR_LOSSES = {"cosine": cosine_loss, "contrastive": contrastive_loss}
 
 
-def pair_similarity(net: PooledNetwork, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The cosine similarity of each pair of a batch whose first half holds the anchors, the second their partners."""
+def pair_similarity(
+    net: PooledNetwork,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    anchor_rows: torch.Tensor,
+    partner_rows: torch.Tensor,
+) -> torch.Tensor:
+    """The cosine similarity of each pair: its anchor's and its partner's rows of the batch's examples."""
     embeddings = net.pooled(input_ids, attention_mask).float()
-    anchors, partners = embeddings.chunk(2)
-    return F.cosine_similarity(anchors, partners)
+    return F.cosine_similarity(embeddings[anchor_rows], embeddings[partner_rows])
 
 
 def fit_linear_head(

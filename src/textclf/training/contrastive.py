@@ -96,7 +96,9 @@ class PairTrainingModule(L.LightningModule):
             speedups.use_fast_dropout(self.net)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        similarity = pair_similarity(self.net, batch["input_ids"], batch["attention_mask"])
+        similarity = pair_similarity(
+            self.net, batch["input_ids"], batch["attention_mask"], batch["anchor_rows"], batch["partner_rows"]
+        )
         loss = self.loss(similarity, batch["labels"])
         self.log("contrastive/loss", loss.detach(), prog_bar=True, batch_size=len(batch["labels"]))
         return loss

@@ -110,8 +110,10 @@ class PairDataset(torch.utils.data.Dataset):
 class PairCollator:
     """Each distinct example of a batch's pairs padded once (one forward pass), with the rows of each pair's
     anchor (`anchor_rows`) and partner (`partner_rows`) among them, and the target similarities as `labels`.
-    A few examples make many pairs: with 16 examples, 16 pairs hold about 14 distinct ones, not 32, and an
-    example met twice is encoded once; the loss, and with it the gradient, is the same sum over the pairs."""
+    Each anchor is in two pairs (a partner of its class and one of another), and with few examples partners
+    repeat: 16 pairs hold at most 24 distinct examples, about 13 when there are 16 examples in all, and an
+    example met twice is encoded once. The loss, and with it the gradient, is the same sum over the pairs
+    (but for dropout: one mask per distinct example)."""
 
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int) -> None:
         self.pad = PadCollator(pad_token_id, pad_to_multiple_of)

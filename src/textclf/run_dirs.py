@@ -13,15 +13,19 @@ CONTRASTIVE_LAST = "contrastive_last.ckpt"
 CONTRASTIVE_BEST = "contrastive.ckpt"  # its classifier, the run's best checkpoint
 
 
+# what a run writes once it has started: a checkpoint of either kind, its own or a fold's, a fold's metrics,
+# a sweep's study
+STARTED = (
+    *(f"{folder}/{name}" for folder in ("checkpoints", "fold_*/checkpoints") for name in (LAST, CONTRASTIVE_LAST)),
+    "fold_*/metrics.json",
+    "sweep.json",
+)
+
+
 def is_unfinished(run_dir: Path) -> bool:
     """A run that saved a checkpoint (or a sweep that started its study, or a cross-validation that started
     a fold) but never wrote its final metrics."""
-    started = (
-        (run_dir / "sweep.json").is_file()
-        or any((run_dir / "checkpoints" / name).is_file() for name in (LAST, CONTRASTIVE_LAST))
-        or any(any(run_dir.glob(f"fold_*/checkpoints/{name}")) for name in (LAST, CONTRASTIVE_LAST))
-        or any(run_dir.glob("fold_*/metrics.json"))
-    )
+    started = any(any(run_dir.glob(pattern)) for pattern in STARTED)
     return started and not (run_dir / "metrics.json").exists()
 
 

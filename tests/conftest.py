@@ -85,7 +85,9 @@ def save_tiny_bert(directory: Path, **config: float) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny BERT of `save_tiny_bert`."""
+    """The tiny BERT of `save_tiny_bert`, the same weights whichever test asks first (tests run in several
+    processes, each in its own order)."""
+    torch.manual_seed(0)
     return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 

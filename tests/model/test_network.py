@@ -173,3 +173,20 @@ def test_dropout_settings_reach_architectures_that_name_them_otherwise(
         2, pretrained=str(tmp_path), attention_dropout=0.05, hidden_dropout=0.2, dropout=0.3
     ).model.config
     assert tuple(getattr(config, key) for key in keys) == (0.05, 0.2, 0.3)
+
+
+@pytest.mark.parametrize("head", ["mean", "cls"])
+def test_normalize_gives_the_head_unit_length_embeddings_in_the_same_direction(tiny_model_dir: Path, head: str) -> None:
+    def build(normalize: bool) -> ClassifierNetwork:
+        torch.manual_seed(0)
+        return build_network(2, pretrained=str(tiny_model_dir), head=head, normalize=normalize).eval()
+
+    plain, unit = build(False), build(True)
+    ids, mask = torch.randint(5, 30, (3, 9)), torch.ones(3, 9, dtype=torch.long)
+    mask[1, 4:] = 0
+    raw, scaled = plain.pooled(ids, mask), unit.pooled(ids, mask)
+    torch.testing.assert_close(scaled.norm(dim=-1), torch.ones(3))
+    torch.testing.assert_close(scaled * raw.norm(dim=-1, keepdim=True), raw, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(unit(ids, mask), unit.head(scaled))
+    with pytest.raises(ValueError, match="^model.net.normalize=true: the native head pools inside"):
+        build_network(2, pretrained=str(tiny_model_dir), head="native", normalize=True)

@@ -68,6 +68,7 @@ def test_a_few_shot_run_without_validation_tests_its_last_weights_and_predicts(
     assert checkpoint.name == "contrastive.ckpt"
     texts = pd.read_csv(test_csv)["text"].tolist()
     predictor = Predictor.from_checkpoint(checkpoint)
+    assert predictor.model.net.normalize and cfg.model.net.normalize  # strategy.normalize, kept in the checkpoint
     predicted = predictor.labels_of(predictor.predict_proba(texts))
     truth = pd.read_csv(test_csv)["label"].tolist()
     assert sum(p == t for p, t in zip(predicted, truth)) / len(texts) == pytest.approx(metrics["test/acc"], abs=0.01)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import transformers
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PreTrainedModel
@@ -51,6 +52,10 @@ class ClassifierNetwork(nn.Module):
     @property
     def head_kind(self) -> str:
         return self.spec["head"]
+
+    @property
+    def normalize(self) -> bool:
+        return self.spec.get("normalize", False)  # not in the spec of checkpoints written before the key
 
     @property
     def fast_dropout(self) -> bool:
@@ -101,14 +106,17 @@ class PooledNetwork(ClassifierNetwork):
     def pooled(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The representation the head reads (also what the contrastive strategy trains: model/contrastive.py)."""
+        """The representation the head reads (also what the contrastive strategy trains: model/contrastive.py),
+        scaled to unit length with `normalize`, as a sentence-transformer's last module does."""
         types = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **types)
         if self.head_kind == "pooler":
-            return outputs.pooler_output
-        if self.head_kind == "cls":
-            return outputs.last_hidden_state[:, 0]
-        return mean_pooled(outputs.last_hidden_state, attention_mask)
+            pooled = outputs.pooler_output
+        elif self.head_kind == "cls":
+            pooled = outputs.last_hidden_state[:, 0]
+        else:
+            pooled = mean_pooled(outputs.last_hidden_state, attention_mask)
+        return F.normalize(pooled, dim=-1) if self.normalize else pooled
 
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
@@ -191,6 +199,7 @@ def build_network(
     num_labels: int,
     pretrained: str = "all-MiniLM-L6-v2",
     head: str = "native",
+    normalize: bool = False,
     dropout: float | None = 0.1,
     attention_dropout: float | None = 0.0,
     hidden_dropout: float | None = None,
@@ -210,7 +219,7 @@ def build_network(
     `conf/model/default.yaml` (`model.net`)."""
     pretrained = str(pretrained)  # a Path would not load from a checkpoint with weights_only
     spec = dict(locals())  # the arguments, kept with the network to rebuild it
-    check_choices(head, freeze_embeddings)
+    check_choices(head, freeze_embeddings, normalize)
     lora = lora_settings(peft, lora)
     # a LoRA checkpoint holds only what was trained: the frozen base comes from `pretrained`
     location = resolve_pretrained(pretrained) if model_config is None or lora is not None else None
@@ -245,10 +254,12 @@ def build_network(
     return PooledNetwork(model, num_labels, own_dropout if dropout is None else dropout, **options)
 
 
-def check_choices(head: str, freeze_embeddings: str) -> None:
+def check_choices(head: str, freeze_embeddings: str, normalize: bool = False) -> None:
     """The settings that name one of a few choices, checked before anything is downloaded or loaded."""
     if head not in HEADS:
         raise ValueError(f"model.net.head must be one of {', '.join(HEADS)}, not '{head}'")
+    if normalize and head == "native":
+        raise ValueError("model.net.normalize=true: the native head pools inside the architecture; use mean, cls or pooler")
     if freeze_embeddings not in FROZEN_EMBEDDINGS:
         raise ValueError(
             f"model.net.freeze_embeddings must be one of {', '.join(FROZEN_EMBEDDINGS)}, not '{freeze_embeddings}'"

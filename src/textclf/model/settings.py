@@ -49,6 +49,7 @@ class NetSettings:
     _convert_: str = setting()
     pretrained: str = setting()
     head: str = setting(one_of(HEADS))
+    normalize: bool = setting()
     dropout: float | None = setting(DROPOUT)
     attention_dropout: float | None = setting(DROPOUT)
     hidden_dropout: float | None = setting(DROPOUT)

@@ -100,9 +100,11 @@ def data_and_model(cfg: DictConfig) -> tuple[TextClassificationDataModule, Class
     datamodule.setup("fit")
     log.info(f"data: {json.dumps(datamodule.describe())}")
     cfg.strategy.name = contrastive.chosen_strategy(cfg, datamodule)
-    if cfg.strategy.name == "contrastive" and cfg.model.net.head != cfg.strategy.pooling:
-        log.info(f"model.net.head={cfg.strategy.pooling}: the head reads the contrastive strategy's pooling")
-        cfg.model.net.head = cfg.strategy.pooling
+    if cfg.strategy.name == "contrastive":
+        for net_key, strategy_key in (("head", "pooling"), ("normalize", "normalize")):
+            if cfg.model.net.get(net_key) != cfg.strategy[strategy_key]:
+                log.info(f"model.net.{net_key}={cfg.strategy[strategy_key]}: from strategy.{strategy_key}")
+                cfg.model.net[net_key] = cfg.strategy[strategy_key]
     class_weights = cfg.model.get("class_weights")
     if class_weights == "balanced":
         class_weights = datamodule.class_weights()

@@ -173,6 +173,7 @@ class StrategySettings:
     warmup_fraction: float = setting(number(0, 1, high_open=True))
     loss: str = setting(one_of(PAIR_LOSSES))
     pooling: str = setting(one_of(POOLINGS))
+    normalize: bool = setting()
     head_c: float = setting(number(0, low_open=True))
     head_max_iter: int = setting(POSITIVE)
 

@@ -100,3 +100,25 @@ def test_export_hf_of_a_model_pretrained_in_bf16_matches_its_checkpoint(
         "positive",
         "negative",
     )
+
+
+def test_a_pooler_head_over_unit_length_embeddings_is_refused_by_hf_and_exported_to_onnx(
+    tiny_model_dir: Path, toy_csv: Path, tmp_path: Path
+) -> None:
+    """Hugging Face's BERT head reads the pooler's output as it is: with `model.net.normalize` the export
+    would predict something else, so it is refused; ONNX keeps the normalisation."""
+    import onnxruntime
+
+    from textclf.training.fit import train
+
+    overrides = ("trainer.max_epochs=1", "model.net.head=pooler", "model.net.normalize=true")
+    _, objects = train(compose_cfg(tmp_path / "run", tiny_model_dir, *toy_training(toy_csv), *overrides))
+    checkpoint = objects["trainer"].checkpoint_callback.best_model_path
+    with pytest.raises(Exception, match=r"^format=hf: a head over unit-length embeddings \(model.net.normalize\)"):
+        export_checkpoint(checkpoint, "hf", tmp_path)
+    session = onnxruntime.InferenceSession(str(export_checkpoint(checkpoint, "onnx", tmp_path) / "model.onnx"))
+    predictor = Predictor.from_checkpoint(checkpoint, precision="32-true")
+    texts = toy_reviews(6, seed=4)["text"].tolist()
+    inputs = predictor.tokenizer(texts, padding=True, return_tensors="np", return_token_type_ids=False)
+    (logits,) = session.run(None, {key: value.astype(np.int64) for key, value in inputs.items()})
+    np.testing.assert_allclose(predictor.predict_proba(texts), torch.tensor(logits).softmax(-1).numpy(), atol=1e-4)

@@ -35,6 +35,11 @@ def hf_model(model: TrainedClassifier) -> PreTrainedModel:
     the architecture's own head is exactly pooler + dropout + linear (BERT)."""
     net = model.net
     config = AutoConfig.for_model(**net.spec["model_config"])
+    if net.normalize and net.head_kind == "pooler":
+        raise CheckpointError(
+            "format=hf: a head over unit-length embeddings (model.net.normalize) has no Hugging Face model class; "
+            "use format=onnx"
+        )
     if net.head_kind == "native":
         state = net.model.state_dict()
     elif net.head_kind == "pooler":

@@ -259,7 +259,9 @@ def check_choices(head: str, freeze_embeddings: str, normalize: bool = False) ->
     if head not in HEADS:
         raise ValueError(f"model.net.head must be one of {', '.join(HEADS)}, not '{head}'")
     if normalize and head == "native":
-        raise ValueError("model.net.normalize=true: the native head pools inside the architecture; use mean, cls or pooler")
+        raise ValueError(
+            "model.net.normalize=true: the native head pools inside the architecture; use mean, cls or pooler"
+        )
     if freeze_embeddings not in FROZEN_EMBEDDINGS:
         raise ValueError(
             f"model.net.freeze_embeddings must be one of {', '.join(FROZEN_EMBEDDINGS)}, not '{freeze_embeddings}'"

@@ -8,7 +8,9 @@ rows are drawn (seed 0); the pool's labels are hidden from the model (a column `
 along). Each strategy starts from the same `--start` examples per class, then each round: train the packaged
 MiniLM on the labelled rows (`textclf-train`, in-process, the last weights tested), note the test accuracy,
 let `textclf-select` choose `--k` more pool texts with that checkpoint (the labelled ones are skipped as the
-checkpoint's own data), and "label" them from the hidden column. Prints the accuracy after each round and
+checkpoint's own data), and "label" them from the hidden column. Training uses `--train-strategy` (auto, the
+default: the contrastive strategy while there are at most 64 labelled examples per class, docs/fewshot.md;
+`--epochs` is fine-tuning's). Prints the accuracy after each round and
 the labels each strategy needed to reach random's final accuracy (interpolated between rounds), and draws
 the curves (`--figure`).
 """
@@ -40,7 +42,8 @@ def pool_and_test(args: argparse.Namespace) -> tuple[pd.DataFrame, Path]:
 
 
 def train_round(labelled: Path, test: Path, run_dir: Path, args: argparse.Namespace) -> tuple[float, Path]:
-    """Fit on the labelled rows; the test accuracy of the last weights and their checkpoint."""
+    """Fit on the labelled rows; the test accuracy of the last weights and their checkpoint (the contrastive
+    strategy's classifier, or fine-tuning's last.ckpt)."""
     from textclf.config import compose_config
     from textclf.training.fit import train
 
@@ -52,6 +55,7 @@ def train_round(labelled: Path, test: Path, run_dir: Path, args: argparse.Namesp
         f"data.max_length={args.max_length}",
         "data.batch_size=16",
         f"trainer.max_epochs={args.epochs}",
+        f"strategy={args.train_strategy}",
         "trainer.limit_val_batches=0",
         "callbacks.model_checkpoint=null",
         "callbacks.early_stopping=null",
@@ -64,7 +68,8 @@ def train_round(labelled: Path, test: Path, run_dir: Path, args: argparse.Namesp
     ]
     with contextlib.redirect_stdout(sys.stderr):  # Lightning's test table: standard output is for the results
         metrics, _ = train(compose_config("train", overrides, run_dir))
-    return float(metrics["test/acc"]), run_dir / "checkpoints" / "last.ckpt"
+    best = json.loads((run_dir / "metrics.json").read_text())["best_model_path"]
+    return float(metrics["test/acc"]), Path(best) if best else run_dir / "checkpoints" / "last.ckpt"
 
 
 def chosen(checkpoint: Path, pool: Path, strategy: str, output: Path, args: argparse.Namespace) -> pd.DataFrame:
@@ -117,7 +122,8 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=5, help="labelled examples per class to start from")
     parser.add_argument("--k", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=10, help="trainer.max_epochs of fine-tuning")
+    parser.add_argument("--train-strategy", default="auto", choices=("auto", "contrastive", "finetune"))
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out-dir", type=Path, default=Path("outputs/active_learning"))

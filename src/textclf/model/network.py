@@ -55,7 +55,7 @@ class ClassifierNetwork(nn.Module):
 
     @property
     def normalize(self) -> bool:
-        return self.spec.get("normalize", False)  # not in the spec of checkpoints written before the key
+        return self.spec["normalize"]
 
     @property
     def fast_dropout(self) -> bool:
@@ -254,7 +254,7 @@ def build_network(
     return PooledNetwork(model, num_labels, own_dropout if dropout is None else dropout, **options)
 
 
-def check_choices(head: str, freeze_embeddings: str, normalize: bool = False) -> None:
+def check_choices(head: str, freeze_embeddings: str, normalize: bool) -> None:
     """The settings that name one of a few choices, checked before anything is downloaded or loaded."""
     if head not in HEADS:
         raise ValueError(f"model.net.head must be one of {', '.join(HEADS)}, not '{head}'")

@@ -1,7 +1,8 @@
 """Choosing what to label, measured: a simulated labelling loop for every `textclf-select` strategy.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/active_learning.py \
-        --pool-size 600 --test-size 300 --k 20 --rounds 4 --epochs 6
+    .venv/bin/python scripts/active_learning.py                        # docs/data_quality.md's trec6 table
+    .venv/bin/python scripts/active_learning.py --dataset rotten_tomatoes \
+        --out-dir outputs/active_learning_rotten_tomatoes --figure docs/figures/active_learning_rotten_tomatoes.png
 
 From a packaged dataset (trec6 by default) a test set of `--test-size` rows and a pool of `--pool-size`
 rows are drawn (seed 0); the pool's labels are hidden from the model (a column `textclf-select` carries

@@ -25,7 +25,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from textclf.config import with_search_path
 from textclf.precision import resolve_precision
 from textclf.pretrained import resolve_pretrained
-from textclf.training.fit import train
+from textclf.training.fit import holds_best_weights, train
 from textclf.training.lit_module import ClassifierLitModule, load_lit_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,6 +170,28 @@ def test_checkpoint_alone_rebuilds_the_model_and_names_its_labels(trained_toy) -
     assert restored.id2label == {0: "negative", 1: "positive"}
     assert restored.tokenizer("good film")["input_ids"] == objects["datamodule"].tokenizer("good film")["input_ids"]
     assert restored.data_hparams["max_length"] == cfg.data.max_length
+
+
+def test_the_test_runs_on_the_best_weights_whether_or_not_training_ended_on_them(make_cfg, toy_csv: Path) -> None:
+    # the best checkpoint kept is epoch 0's (the highest validation loss): testing reads it back
+    cfg, metrics, objects = fit_toy(
+        make_cfg,
+        toy_csv,
+        "trainer.max_epochs=2",
+        "callbacks.early_stopping=null",
+        "callbacks.model_checkpoint.monitor=val/loss",
+        "callbacks.model_checkpoint.mode=max",
+    )
+    trainer, model = objects["trainer"], objects["model"]
+    best = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=True)
+    assert best["global_step"] < trainer.global_step and not holds_best_weights(
+        trainer, trainer.checkpoint_callback.best_model_path
+    )
+    for name, weight in model.state_dict().items():
+        torch.testing.assert_close(weight, best["state_dict"][name])
+    # the best is the last: the weights in memory are tested as they are
+    _, _, objects = fit_toy(make_cfg, toy_csv, "trainer.max_epochs=1", "callbacks.early_stopping=null")
+    assert holds_best_weights(objects["trainer"], objects["trainer"].checkpoint_callback.best_model_path)
 
 
 def test_no_weight_decay_on_biases_and_layer_norms(make_cfg, toy_csv: Path) -> None:

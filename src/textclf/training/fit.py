@@ -206,6 +206,13 @@ def best_model_path(trainer: L.Trainer) -> str:
     return best_checkpoint.best_model_path if best_checkpoint else ""
 
 
+def holds_best_weights(trainer: L.Trainer, best_path: str) -> bool:
+    """Whether the weights in memory are the best checkpoint's: it was saved at the step training ended on
+    (the last validation was the best), so testing need not read it back. Only the step is read (mmap)."""
+    checkpoint = torch.load(best_path, map_location="cpu", mmap=True, weights_only=True)
+    return checkpoint.get("global_step") == trainer.global_step
+
+
 def evaluate_best(
     cfg: DictConfig,
     trainer: L.Trainer,
@@ -219,7 +226,8 @@ def evaluate_best(
     if model.hparams.get("calibrate") or model.hparams.get("threshold") == TUNED:
         metrics |= calibrate_best(cfg, trainer, datamodule, model, best_path)
     if cfg.get("test"):
-        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
+        reload = best_path and not holds_best_weights(trainer, best_path)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best_path if reload else None, weights_only=True)
         metrics |= scalars(trainer.callback_metrics, "test/")
     return metrics
 

@@ -73,6 +73,8 @@ def test_cross_validation_reports_the_mean_and_spread_and_resumes_at_the_unfinis
     resumed = command("train", tmp_path, tiny_model_dir, *args, "resume=auto")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "fold 1 of 3: finished in an earlier run" in resumed.stderr
+    # Lightning's records once, through the command's console handler, not again through Lightning's own
+    assert "[lightning.fabric.utilities.seed] Seed set to 42" in resumed.stderr and "INFO: " not in resumed.stderr
     assert (run / "fold_0" / "metrics.json").read_text() == first  # not trained again
     metrics = json.loads((run / "metrics.json").read_text())
     assert len(metrics["folds"]) == 3

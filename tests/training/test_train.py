@@ -190,8 +190,9 @@ def test_the_test_runs_on_the_best_weights_whether_or_not_training_ended_on_them
     for name, weight in model.state_dict().items():
         torch.testing.assert_close(weight, best["state_dict"][name])
     # the best is the last: the weights in memory are tested as they are
-    _, _, objects = fit_toy(make_cfg, toy_csv, "trainer.max_epochs=1", "callbacks.early_stopping=null")
+    cfg, _, objects = fit_toy(make_cfg, toy_csv, "trainer.max_epochs=1", "callbacks.early_stopping=null")
     assert holds_best_weights(objects["trainer"], objects["trainer"].checkpoint_callback.best_model_path)
+    assert objects["model"].data_hparams["max_length"] == cfg.data.max_length  # as reading it back would set
 
 
 def test_no_weight_decay_on_biases_and_layer_norms(make_cfg, toy_csv: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,10 +59,18 @@ def log_hparams_with_metrics(trainer: L.Trainer, cfg: DictConfig, metrics: dict[
             logger.log_hyperparams(settings, metrics=final)
 
 
+def print_lightning_once() -> None:
+    """Lightning's package prints its records with a console handler of its own and also hands them on to
+    the root logger; where that has handlers (Hydra's console and the run's log file), the root's alone."""
+    if logging.getLogger().handlers:
+        logging.getLogger("lightning").handlers.clear()
+
+
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit the model, test the best checkpoint, write `metrics.json`; return (metrics, objects). With
     `cv.folds=K`, K such runs, one per fold, and their mean (`crossval.py`). `callbacks` join the
     configured ones (a sweep's pruning)."""
+    print_lightning_once()
     if cfg.get("cv", {}).get("folds"):
         return cross_validate(cfg, lambda fold_cfg: fit_and_test(fold_cfg, callbacks))
     return fit_and_test(cfg, callbacks)
@@ -227,6 +236,8 @@ def evaluate_best(
         metrics |= calibrate_best(cfg, trainer, datamodule, model, best_path)
     if cfg.get("test"):
         reload = best_path and not holds_best_weights(trainer, best_path)
+        if not reload:  # what reading the checkpoint back would give the model (`on_load_checkpoint`)
+            model.data_hparams = dict(datamodule.hparams)
         trainer.test(model, datamodule=datamodule, ckpt_path=best_path if reload else None, weights_only=True)
         metrics |= scalars(trainer.callback_metrics, "test/")
     return metrics

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from textclf.errors import SettingError
 from textclf.inference.predictor import Predictor
 from textclf.log import log
+from textclf.serving.allocator import single_arena
 from textclf.serving.answers import ServedModel
 from textclf.serving.app import ServerSettings, build_app
 from textclf.serving.protocol import Limits
@@ -97,6 +98,8 @@ def stopping(signal_number: int, frame: FrameType | None) -> None:
 def serve(cfg: DictConfig) -> None:
     """Load, warm up, serve until told to stop."""
     settings = settings_of(cfg)
+    if not single_arena():
+        log.info("not glibc: the allocator keeps its own settings")
     model = load_model(cfg)
     if not is_loopback(cfg.host) and settings.api_key is None:
         log.warning(f"host={cfg.host}: anyone who reaches this address may use the model (set api_key)")

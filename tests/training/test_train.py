@@ -25,8 +25,9 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from textclf.config import with_search_path
 from textclf.precision import resolve_precision
 from textclf.pretrained import resolve_pretrained
-from textclf.training.fit import holds_best_weights, train
+from textclf.training.fit import train
 from textclf.training.lit_module import ClassifierLitModule, load_lit_module
+from textclf.training.resuming import holds_best_weights
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASETS = ["rotten_tomatoes", "imdb", "sms_spam", "trec6", "newsgroups20"]

@@ -29,7 +29,7 @@ from textclf.run_dirs import CONTRASTIVE_BEST, resume_checkpoint
 from textclf.training import contrastive, trackers
 from textclf.training.calibrate import calibrate_best
 from textclf.training.crossval import cross_validate
-from textclf.training.resuming import AtomicCheckpointIO, RandomStateCheckpoint, resume_step
+from textclf.training.resuming import AtomicCheckpointIO, RandomStateCheckpoint, holds_best_weights, resume_step
 
 if TYPE_CHECKING:
     from textclf.training.datamodule import TextClassificationDataModule
@@ -213,13 +213,6 @@ def best_model_path(trainer: L.Trainer) -> str:
     """The best checkpoint the run saved; "" when no checkpoint callback kept one."""
     best_checkpoint = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
     return best_checkpoint.best_model_path if best_checkpoint else ""
-
-
-def holds_best_weights(trainer: L.Trainer, best_path: str) -> bool:
-    """Whether the weights in memory are the best checkpoint's: it was saved at the step training ended on
-    (the last validation was the best), so testing need not read it back. Only the step is read (mmap)."""
-    checkpoint = torch.load(best_path, map_location="cpu", mmap=True, weights_only=True)
-    return checkpoint.get("global_step") == trainer.global_step
 
 
 def evaluate_best(

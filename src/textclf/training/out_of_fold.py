@@ -25,17 +25,18 @@ from textclf.inference.embeddings import logits_and_embeddings
 from textclf.inference.predictor import Predictor
 from textclf.log import log
 from textclf.precision import resolve_precision
+from textclf.training.resuming import holds_best_weights
 
 HELD_OUT, OOF_FILE = "held_out.parquet", "oof_predictions.parquet"
 
 
 def best_model(cfg: DictConfig, objects: dict[str, Any]) -> Any:
-    """The fold's best weights in the model in memory: there already when the test ran on them (Lightning
-    restored the best checkpoint into it), else read into it from the best checkpoint (its weights only:
-    no second network is built); without a best checkpoint, the model as it ended."""
+    """The fold's best weights in the model in memory: there already when the test ran on them or when
+    training ended on them, else read into it from the best checkpoint (its weights only: no second network
+    is built); without a best checkpoint, the model as it ended."""
     model, trainer = objects["model"], objects["trainer"]
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if best_path and not cfg.get("test"):
+    if best_path and not cfg.get("test") and not holds_best_weights(trainer, best_path):
         checkpoint = torch.load(best_path, map_location=model.device, weights_only=True)
         model.load_state_dict(checkpoint["state_dict"], strict=model.strict_loading)
         model.on_load_checkpoint(checkpoint)

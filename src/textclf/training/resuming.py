@@ -1,7 +1,8 @@
 """Crash-safe checkpoints, so that a resumed run ends with the same numbers as one that never stopped:
 checkpoints are written atomically (a kill mid-write leaves the previous one whole), every rank's random state
 travels in the checkpoint and comes back at the first training batch after the resume, `last.ckpt` is written often
-enough to lose little, and a checkpoint is checked to fit the run before fitting goes on from it.
+enough to lose little, and a checkpoint is checked to fit the run before fitting goes on from it. After
+fitting, the best checkpoint is read back only when the weights in memory are not its own.
 Finding the run dir to resume is `textclf.run_dirs`; the data module keeps the dataloader's position.
 """
 
@@ -109,6 +110,13 @@ class LastCheckpoint(Checkpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save(trainer)
+
+
+def holds_best_weights(trainer: L.Trainer, best_path: str) -> bool:
+    """Whether the weights in memory are the best checkpoint's: it was saved at the step training ended on
+    (the last validation was the best), so it need not be read back. Only the step is read (mmap)."""
+    checkpoint = torch.load(best_path, map_location="cpu", mmap=True, weights_only=True)
+    return checkpoint.get("global_step") == trainer.global_step
 
 
 def epoch_position(trainer: L.Trainer | None) -> dict[str, int]:
